@@ -1,0 +1,273 @@
+//! HS256 verification pinned by hand around `jsonwebtoken`'s HMAC: the header is parsed
+//! strictly (RFC 8725), the signature checked against every configured key, and the
+//! claims decoded once into typed fields.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::Workload;
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a token was refused. The reason is for logs and metrics; the client only ever
+/// learns that it is unauthorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no Authorization header")]
+    Missing,
+    #[error("Authorization is not a Bearer token")]
+    NotBearer,
+    #[error("token larger than 8 KiB")]
+    TooLarge,
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    #[error("token header refused (only alg HS256 without key-sourcing or critical parameters)")]
+    BadHeader,
+    #[error("token signature matches no configured key")]
+    BadSignature,
+    #[error("token claims missing or of the wrong type")]
+    BadClaims,
+    #[error("token expired")]
+    Expired,
+    #[error("token not valid yet (nbf or iat in the future)")]
+    NotYetValid,
+    #[error("token lifetime longer than the configured maximum")]
+    TooLongLived,
+}
+
+impl AuthError {
+    /// A short stable name for logs and metric labels.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::NotBearer => "not_bearer",
+            Self::TooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::BadHeader => "bad_header",
+            Self::BadSignature => "bad_signature",
+            Self::BadClaims => "bad_claims",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::TooLongLived => "too_long_lived",
+        }
+    }
+}
+
+/// A shared secret with the platform. Its bytes are the secret's UTF-8 bytes.
+#[derive(Clone)]
+pub struct SigningKey(SecretString);
+
+impl SigningKey {
+    pub fn new(secret: SecretString) -> Self {
+        Self(secret)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.expose_secret().as_bytes()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey([redacted])")
+    }
+}
+
+/// The time rules a token must meet.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRules {
+    pub leeway_seconds: u64,
+    pub max_lifetime_seconds: u64,
+}
+
+/// Verifies bearer tokens. Built once at start; `verify` takes `&self` and allocates
+/// only the decoded claims.
+pub struct Verifier {
+    keys: Vec<DecodingKey>,
+    rules: TokenRules,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+/// The JOSE header. Only these members are understood; anything else (`jku`, `x5u`,
+/// `jwk`, `crit`, `cty`...) makes the token refused rather than silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)] // accepted and ignored: every configured key is tried
+    kid: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(rename = "projectId")]
+    project: String,
+    #[serde(rename = "nfObjectType")]
+    kind: String,
+    #[serde(rename = "nfObjectId")]
+    id: String,
+    exp: NumericDate,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+    #[serde(default)]
+    iat: Option<NumericDate>,
+}
+
+/// Seconds since the epoch, as JSON numbers (integral or not) only.
+#[derive(Clone, Copy)]
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        if let Some(i) = n.as_i64() {
+            return Ok(Self(i));
+        }
+        match n.as_f64() {
+            Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Self(f.floor() as i64)),
+            _ => Err(serde::de::Error::custom("NumericDate out of range")),
+        }
+    }
+}
+
+impl Verifier {
+    pub fn new(keys: &[SigningKey], rules: TokenRules) -> Self {
+        Self {
+            keys: keys.iter().map(|k| DecodingKey::from_secret(k.bytes())).collect(),
+            rules,
+        }
+    }
+
+    /// Verifies an `Authorization` header value.
+    pub fn verify_header(&self, header: Option<&[u8]>) -> Result<Workload, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = bearer_token(header)?;
+        self.verify(token, now())
+    }
+
+    /// Verifies a compact JWT at the time `now` (seconds since the epoch).
+    pub fn verify(&self, token: &[u8], now: i64) -> Result<Workload, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
+        let mut parts = token.split('.');
+        let (Some(header64), Some(claims64), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+
+        let header_json = decode_segment(header64)?;
+        let header: Header = serde_json::from_slice(&header_json).map_err(|_| AuthError::BadHeader)?;
+        if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err(AuthError::BadHeader);
+        }
+
+        if signature.is_empty() {
+            return Err(AuthError::BadSignature);
+        }
+        let signed = &token[..header64.len() + 1 + claims64.len()];
+        let verified = self.keys.iter().any(|key| {
+            jsonwebtoken::crypto::verify(signature, signed.as_bytes(), key, Algorithm::HS256).unwrap_or(false)
+        });
+        if !verified {
+            return Err(AuthError::BadSignature);
+        }
+
+        let claims_json = decode_segment(claims64)?;
+        let claims: Claims = serde_json::from_slice(&claims_json).map_err(|_| AuthError::BadClaims)?;
+        self.check_times(&claims, now)?;
+        Workload::new(&claims.project, &claims.kind, &claims.id)
+    }
+
+    fn check_times(&self, claims: &Claims, now: i64) -> Result<(), AuthError> {
+        let leeway = i64::try_from(self.rules.leeway_seconds).unwrap_or(i64::MAX);
+        let max_lifetime = i64::try_from(self.rules.max_lifetime_seconds).unwrap_or(i64::MAX);
+        // RFC 7519: the current time must be before `exp`, and not before `nbf`.
+        if now >= claims.exp.0.saturating_add(leeway) {
+            return Err(AuthError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf.0 > now.saturating_add(leeway)) {
+            return Err(AuthError::NotYetValid);
+        }
+        if claims.iat.is_some_and(|iat| iat.0 > now.saturating_add(leeway)) {
+            return Err(AuthError::NotYetValid);
+        }
+        if claims.exp.0 > now.saturating_add(max_lifetime).saturating_add(leeway) {
+            return Err(AuthError::TooLongLived);
+        }
+        Ok(())
+    }
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
+}
+
+/// Takes the token out of `Bearer <token>`; the scheme is case-insensitive (RFC 9110).
+pub fn bearer_token(header: &[u8]) -> Result<&[u8], AuthError> {
+    const SCHEME: &[u8] = b"bearer ";
+    if header.len() < SCHEME.len() || !header[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return Err(AuthError::NotBearer);
+    }
+    let token = header[SCHEME.len()..].trim_ascii();
+    if token.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Mints an HS256 token for `workload` valid for `ttl_seconds`, as the platform would.
+pub fn mint_token(key: &SigningKey, workload: &Workload, ttl_seconds: u64) -> String {
+    #[derive(serde::Serialize)]
+    struct Minted<'a> {
+        #[serde(rename = "projectId")]
+        project: &'a str,
+        #[serde(rename = "nfObjectType")]
+        kind: &'a str,
+        #[serde(rename = "nfObjectId")]
+        id: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let iat = now();
+    let claims = Minted {
+        project: workload.project(),
+        kind: workload.kind(),
+        id: workload.id(),
+        iat,
+        exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(key.bytes()),
+    )
+    .expect("HS256 signing of plain claims cannot fail")
+}

@@ -1,0 +1,88 @@
+//! The command line (SPEC §4). Types only; `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "envoi", version, about = "A self-hosted secret source for PaaS workloads")]
+pub struct Cli {
+    /// A configuration file layered over the built-in defaults.
+    #[arg(long, global = true, value_name = "FILE", env = "ENVOI_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the secret source protocol.
+    Serve(ServeArgs),
+    /// Load the configuration and the policy as `serve` would, and report every problem.
+    Check,
+    /// Show what a workload receives and which grant gave each item.
+    Explain(ExplainArgs),
+    /// Mint a token for a workload, signed with the first configured key (for tests).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A local demo: 127.0.0.1, the example policy, a fresh random signing key, and a
+    /// ready `curl` line.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    /// The workload's project (`projectId`).
+    #[arg(long)]
+    pub project: String,
+    /// The workload's type (`nfObjectType`), such as service or job.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: String,
+    /// The workload's id (`nfObjectId`).
+    #[arg(long)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Print values instead of masking them.
+    #[arg(long)]
+    pub show_values: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// How long the token is valid: 90s, 15m, 1h, 2d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: u64,
+}
+
+/// `90`, `90s`, `15m`, `1h`, `2d` → seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m, 1h or 2d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("a duration must be longer than 0".into());
+    }
+    number.checked_mul(scale).ok_or_else(|| format!("`{text}` is too long"))
+}

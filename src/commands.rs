@@ -1,0 +1,216 @@
+//! What each subcommand does.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::auth::{mint_token, SigningKey, Verifier, Workload};
+use crate::cli::{Cli, Command, ExplainArgs, TokenArgs};
+use crate::config::{ConfigError, Settings, StoreKind};
+use crate::http::AppState;
+use crate::policy::{self, Policy, PolicyError};
+use crate::startup::{Application, ServerOptions};
+use crate::store::toml::TomlStore;
+use crate::store::PolicyHolder;
+
+/// The example policy, compiled in for `serve --dev`.
+pub const EXAMPLE_POLICY: &str = include_str!("../config/example-policy.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve(args) if args.dev => serve_dev(config),
+        Command::Serve(_) => serve(config),
+        Command::Check => check(config),
+        Command::Explain(args) => explain(config, &args),
+        Command::Token(args) => token(config, &args),
+    }
+}
+
+fn load_policy(settings: &Settings) -> Result<Policy, PolicyError> {
+    match settings.store.kind {
+        StoreKind::Toml => TomlStore::new(&settings.store.path).load(),
+    }
+}
+
+fn init_logs(settings: &Settings) -> Result<(), CommandError> {
+    crate::telemetry::init(&settings.log.level, settings.log.format).map_err(CommandError::Other)
+}
+
+/// Logs for commands other than `serve`: warnings and errors only.
+fn init_quiet_logs() {
+    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty);
+}
+
+fn server_options(settings: &Settings) -> ServerOptions {
+    ServerOptions {
+        listen: settings.server.listen.clone(),
+        workers: settings.server.workers,
+        shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_seconds),
+    }
+}
+
+fn serve(config: Option<&Path>) -> Result<(), CommandError> {
+    let settings = Settings::load(config)?;
+    init_logs(&settings)?;
+    let keys = settings.signing_keys()?;
+    let policy = load_policy(&settings)?;
+    tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %settings.store.path.display(), "policy loaded");
+    let state = AppState::new(
+        Verifier::new(&keys, settings.token_rules()),
+        Arc::new(PolicyHolder::with_policy(policy)),
+    );
+    run_server(state, &server_options(&settings), |_| Ok(()))
+}
+
+fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
+    let settings = Settings::load(config)?;
+    init_logs(&settings)?;
+    let policy = policy::load_str("example-policy.toml (embedded)", EXAMPLE_POLICY, None)?;
+    let key = SigningKey::new(SecretString::from(random_hex(32)));
+    let state = AppState::new(
+        Verifier::new(std::slice::from_ref(&key), settings.token_rules()),
+        Arc::new(PolicyHolder::with_policy(policy)),
+    );
+    let port = settings
+        .server
+        .listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    let mut options = server_options(&settings);
+    options.listen = format!("127.0.0.1:{port}");
+    run_server(state, &options, |address| {
+        let mut out = std::io::stdout().lock();
+        let curl = |project: &str, kind: &str, id: &str| {
+            let workload = Workload::new(project, kind, id).expect("example workloads are valid");
+            format!(
+                "curl -s -H 'Authorization: Bearer {}' http://{address}/",
+                mint_token(&key, &workload, 3600)
+            )
+        };
+        writeln!(
+            out,
+            "envoi dev server on http://{address} with the example policy and a throwaway signing key."
+        )?;
+        writeln!(
+            out,
+            "Ask for the secrets of billing/service/api (token valid for 1 hour):\n"
+        )?;
+        writeln!(out, "  {}\n", curl("billing", "service", "api"))?;
+        writeln!(out, "and of a workload that only the catch-all grant matches:\n")?;
+        writeln!(out, "  {}\n", curl("web", "job", "nightly-report"))?;
+        writeln!(out, "Ctrl-C stops it.")?;
+        out.flush()
+    })
+}
+
+fn run_server(
+    state: AppState,
+    options: &ServerOptions,
+    on_bound: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
+) -> Result<(), CommandError> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(state, options)
+            .map_err(|e| CommandError::Other(format!("cannot listen on {} (server.listen): {e}", options.listen)))?;
+        tracing::info!(address = %app.address(), "listening");
+        on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
+        app.run_until_stopped()
+            .await
+            .map_err(|e| CommandError::Other(format!("server failed: {e}")))?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn check(config: Option<&Path>) -> Result<(), CommandError> {
+    init_quiet_logs();
+    let settings = Settings::load(config)?;
+    let keys = settings.signing_keys()?;
+    let policy = load_policy(&settings)?;
+    println!(
+        "ok: {} grants and {} secrets in {}; {} signing key(s)",
+        policy.grants().len(),
+        policy.secret_count(),
+        settings.store.path.display(),
+        keys.len()
+    );
+    Ok(())
+}
+
+fn workload(args: &crate::cli::WorkloadArgs) -> Result<Workload, CommandError> {
+    Workload::new(&args.project, &args.kind, &args.id).map_err(|_| {
+        CommandError::Other("--project, --type and --id must be non-empty names without control characters".into())
+    })
+}
+
+fn explain(config: Option<&Path>, args: &ExplainArgs) -> Result<(), CommandError> {
+    init_quiet_logs();
+    let settings = Settings::load(config)?;
+    let workload = workload(&args.workload)?;
+    let policy = load_policy(&settings)?;
+    let explained = policy.explain(&workload);
+    let mut out = std::io::stdout().lock();
+    let write = |out: &mut std::io::StdoutLock<'_>| -> std::io::Result<()> {
+        writeln!(out, "{workload} receives {} item(s)", explained.len())?;
+        for entry in &explained {
+            let value = if args.show_values {
+                match std::str::from_utf8(entry.item.value.expose()) {
+                    Ok(text) => format!("{text:?}"),
+                    Err(_) => {
+                        use base64::Engine as _;
+                        format!(
+                            "base64:{}",
+                            base64::engine::general_purpose::STANDARD.encode(entry.item.value.expose())
+                        )
+                    }
+                }
+            } else {
+                "********".to_owned()
+            };
+            writeln!(out, "{} = {value}", entry.item.target)?;
+            writeln!(out, "    from {} via {}", entry.item.origin, entry.grant.describe())?;
+            for other in &entry.overridden {
+                writeln!(out, "    overrides {}", other.describe())?;
+            }
+        }
+        Ok(())
+    };
+    write(&mut out).map_err(|e| CommandError::Other(e.to_string()))
+}
+
+fn token(config: Option<&Path>, args: &TokenArgs) -> Result<(), CommandError> {
+    init_quiet_logs();
+    let settings = Settings::load(config)?;
+    let keys = settings.signing_keys()?;
+    let workload = workload(&args.workload)?;
+    if args.ttl > settings.auth.max_lifetime_seconds {
+        eprintln!(
+            "warning: --ttl is longer than auth.max_lifetime_seconds ({}s); envoi will refuse this token",
+            settings.auth.max_lifetime_seconds
+        );
+    }
+    println!("{}", mint_token(&keys[0], &workload, args.ttl));
+    Ok(())
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use rand::RngCore as _;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

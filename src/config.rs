@@ -1,0 +1,195 @@
+//! Settings, layered (SPEC §5): built-in defaults (`config/default.toml`, compiled in),
+//! the file given with `--config`, then `ENVOI__SECTION__KEY` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::auth::{SigningKey, TokenRules};
+
+/// The checked-in defaults, which also document every key.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("setting `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("no signing key: set `auth.secrets` (ENVOI__AUTH__SECRETS) or `auth.secret_files` (ENVOI__AUTH__SECRET_FILES) to the secret shared with the platform")]
+    NoSigningKey,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub workers: usize,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub secrets: Vec<SecretString>,
+    pub secret_files: Vec<PathBuf>,
+    pub leeway_seconds: u64,
+    pub max_lifetime_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Toml,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Settings {
+    /// Reads the layers. Relative paths given by `file` are resolved against its folder;
+    /// others against the working directory.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(File::from(file).format(FileFormat::Toml).required(true));
+        }
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ENVOI__")).collect();
+        builder = builder.add_source(
+            Environment::with_prefix("ENVOI")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.secrets")
+                .with_list_parse_key("auth.secret_files")
+                .source(Some(env)),
+        );
+        let config = builder.build().map_err(describe)?;
+        let mut settings: Settings = config.try_deserialize().map_err(describe)?;
+        if let Some(base) = file.and_then(Path::parent) {
+            settings.rebase(base);
+        }
+        Ok(settings)
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut self.store.path);
+        self.auth.secret_files.iter_mut().for_each(rebase);
+    }
+
+    /// The signing keys, from `auth.secrets` then `auth.secret_files`.
+    pub fn signing_keys(&self) -> Result<Vec<SigningKey>, ConfigError> {
+        let mut keys = Vec::new();
+        for secret in &self.auth.secrets {
+            if secret.expose_secret().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "auth.secrets",
+                    problem: "a secret is empty".into(),
+                });
+            }
+            keys.push(SigningKey::new(secret.clone()));
+        }
+        for path in &self.auth.secret_files {
+            keys.push(SigningKey::new(read_secret_file(path, "auth.secret_files")?));
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::NoSigningKey);
+        }
+        Ok(keys)
+    }
+
+    pub fn token_rules(&self) -> TokenRules {
+        TokenRules {
+            leeway_seconds: self.auth.leeway_seconds,
+            max_lifetime_seconds: self.auth.max_lifetime_seconds,
+        }
+    }
+}
+
+/// Reads a file that holds one secret; one trailing newline (as editors and `echo` add)
+/// is not part of it.
+pub fn read_secret_file(path: &Path, key: &'static str) -> Result<SecretString, ConfigError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        key,
+        problem: format!("cannot read {}: {}", path.display(), e.kind()),
+    })?);
+    let secret = text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            problem: format!("{} is empty", path.display()),
+        });
+    }
+    Ok(SecretString::from(secret.to_owned()))
+}
+
+/// Describes a configuration error without the offending value, which may be a secret.
+fn describe(e: config::ConfigError) -> ConfigError {
+    match e {
+        config::ConfigError::Type {
+            origin, expected, key, ..
+        } => ConfigError::Load(format!(
+            "setting `{}`{}: expected {expected}",
+            key.unwrap_or_default(),
+            origin.map(|o| format!(" (in {o})")).unwrap_or_default()
+        )),
+        config::ConfigError::At { error, origin, key } => ConfigError::Load(format!(
+            "setting `{}`{}: {}",
+            key.unwrap_or_default(),
+            origin.map(|o| format!(" (in {o})")).unwrap_or_default(),
+            describe(*error)
+        )),
+        other => ConfigError::Load(other.to_string()),
+    }
+}

@@ -1,0 +1,12 @@
+#![forbid(unsafe_code)]
+//! envoi: a self-hosted secondary secret source. See `README.md` and `SPEC.md`.
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

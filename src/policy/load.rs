@@ -1,0 +1,745 @@
+//! From TOML text to a checked [`Policy`], with every problem named.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
+use super::selector::{Pattern, Selector};
+use super::value::SecretBytes;
+use super::{Grant, Policy};
+
+/// Every problem found while loading a policy. Messages name files, lines, grants,
+/// secrets, variables and paths, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "the policy does not load: {one}"),
+            many => {
+                write!(f, "the policy does not load ({} problems):", many.len())?;
+                for problem in many {
+                    write!(f, "\n  - {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl PolicyError {
+    fn one(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+/// Loads a policy from a TOML file or a folder of `*.toml` files (read in name order).
+pub fn load_path(path: &Path) -> Result<Policy, PolicyError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", path.display(), io_reason(&e))))?;
+    let files = if meta.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| {
+                PolicyError::one(format!(
+                    "cannot list policy folder {}: {}",
+                    path.display(),
+                    io_reason(&e)
+                ))
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PolicyError::one(format!(
+                "policy folder {} holds no *.toml file",
+                path.display()
+            )));
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
+        sources.push(Source {
+            name: file.display().to_string(),
+            base: file.parent().map(Path::to_path_buf),
+            text,
+        });
+    }
+    compile(&sources)
+}
+
+/// Loads a policy from TOML text; `name` is used in messages and relative `file`
+/// paths are resolved against `base`.
+pub fn load_str(name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
+    compile(&[Source {
+        name: name.to_owned(),
+        base: base.map(Path::to_path_buf),
+        text: text.to_owned(),
+    }])
+}
+
+struct Source {
+    name: String,
+    base: Option<PathBuf>,
+    text: String,
+}
+
+impl Source {
+    fn location(&self, offset: usize) -> String {
+        let line = self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        format!("{}:{}", self.name, line)
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        match &self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+// ---- The TOML format (SPEC §2) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<RawSource>>,
+    #[serde(default)]
+    grants: Vec<Spanned<RawGrant>>,
+}
+
+/// Exactly one of these says where a value comes from.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    value: Option<String>,
+    env: Option<String>,
+    file: Option<String>,
+    sealed: Option<String>,
+    template: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    name: Option<String>,
+    project: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, RawEnvValue>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+enum RawEnvValue {
+    Secret(String),
+    Inline(RawSource),
+}
+
+impl<'de> Deserialize<'de> for RawEnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a secret name or an inline table with one of value, env, file, sealed, template")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(RawEnvValue::Secret(s.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawSource::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawEnvValue::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: String,
+    secret: Option<String>,
+    value: Option<String>,
+    env: Option<String>,
+    file: Option<String>,
+    sealed: Option<String>,
+    template: Option<String>,
+    encoding: Option<RawEncoding>,
+    mode: Option<String>,
+    permissions: Option<RawPermissions>,
+    owner: Option<RawOwner>,
+    group: Option<RawOwner>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+enum RawEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPermissions {
+    policy: PermissionPolicy,
+    mode: String,
+}
+
+impl<'de> Deserialize<'de> for PermissionPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "AlwaysSet" => Ok(Self::AlwaysSet),
+            "KeepOrSet" => Ok(Self::KeepOrSet),
+            _ => Err(de::Error::custom(
+                "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"",
+            )),
+        }
+    }
+}
+
+enum RawOwner {
+    Short(String),
+    Long { policy: String, value: Option<String> },
+}
+
+impl<'de> Deserialize<'de> for RawOwner {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            policy: String,
+            value: Option<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawOwner;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a user or group name or id, or a table { policy = ..., value = ... }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(RawOwner::Short(s.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                if n < 0 {
+                    return Err(E::custom("a user or group id cannot be negative"));
+                }
+                Ok(RawOwner::Short(n.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawOwner::Long {
+                    policy: long.policy,
+                    value: long.value,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- Compilation ----
+
+/// A named secret as defined, with its value once read.
+struct Secret {
+    location: String,
+    value: Option<SecretBytes>,
+}
+
+struct Compiler {
+    problems: Vec<String>,
+    secrets: HashMap<String, Secret>,
+}
+
+fn compile(sources: &[Source]) -> Result<Policy, PolicyError> {
+    let mut compiler = Compiler {
+        problems: Vec::new(),
+        secrets: HashMap::new(),
+    };
+    let mut parsed = Vec::with_capacity(sources.len());
+    for (index, source) in sources.iter().enumerate() {
+        match toml::from_str::<RawPolicy>(&source.text) {
+            Ok(raw) => parsed.push((index, raw)),
+            Err(e) => compiler.problems.push(syntax_problem(source, &e)),
+        }
+    }
+    if !compiler.problems.is_empty() {
+        return Err(PolicyError {
+            problems: compiler.problems,
+        });
+    }
+
+    let mut raw_grants = Vec::new();
+    for (index, raw) in parsed {
+        let source = &sources[index];
+        for (name, spanned) in raw.secrets {
+            let location = source.location(spanned.span().start);
+            compiler.define_secret(source, name, location, spanned.into_inner());
+        }
+        raw_grants.extend(raw.grants.into_iter().map(|g| (index, g)));
+    }
+
+    let mut grants = Vec::with_capacity(raw_grants.len());
+    for (index, spanned) in raw_grants {
+        let source = &sources[index];
+        let location = source.location(spanned.span().start);
+        if let Some(grant) = compiler.grant(source, location, spanned.into_inner()) {
+            grants.push(grant);
+        }
+    }
+    let secrets = compiler.secrets.len();
+    compiler.problems.extend(find_conflicts(&grants));
+    if compiler.problems.is_empty() {
+        Ok(Policy::new(grants, secrets))
+    } else {
+        Err(PolicyError {
+            problems: compiler.problems,
+        })
+    }
+}
+
+/// A syntax or shape error, without the snippet of the offending line that the TOML
+/// parser would show: that line may hold a value.
+fn syntax_problem(source: &Source, e: &toml::de::Error) -> String {
+    let at = e
+        .span()
+        .map(|span| source.location(span.start))
+        .unwrap_or_else(|| source.name.clone());
+    format!("{at}: {}", redact_message(e.message()))
+}
+
+/// serde names the offending value in "invalid type/value" messages (`` `hunter2` ``);
+/// keep the message, drop the value.
+fn redact_message(message: &str) -> String {
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
+        return message.trim().to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        match (c, inside) {
+            ('`', false) => {
+                inside = true;
+                out.push_str("`…");
+            }
+            ('`', true) => {
+                inside = false;
+                out.push('`');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out.trim().to_owned()
+}
+
+fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn valid_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_file_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must be absolute");
+    }
+    if path.ends_with('/') {
+        return Err("must name a file, not a folder");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("may not contain control characters");
+    }
+    if path.split('/').any(|part| part == ".." || part == ".") {
+        return Err("may not contain `.` or `..` parts");
+    }
+    Ok(())
+}
+
+/// `"0400"`, `"400"` or `"0o400"` → `"0400"`.
+fn parse_mode(mode: &str) -> Result<String, String> {
+    let digits = mode.strip_prefix("0o").unwrap_or(mode);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!("mode \"{mode}\" is not an octal file mode such as \"0400\""));
+    }
+    let value = u32::from_str_radix(digits, 8).expect("checked octal digits");
+    Ok(format!("{value:04o}"))
+}
+
+impl Compiler {
+    fn define_secret(&mut self, source: &Source, name: String, location: String, raw: RawSource) {
+        if !valid_secret_name(&name) {
+            self.problems.push(format!(
+                "{location}: secret name `{name}` may only use letters, digits, `_`, `-` and `.`"
+            ));
+        }
+        if let Some(first) = self.secrets.get(&name) {
+            self.problems.push(format!(
+                "{location}: secret `{name}` is already defined at {}",
+                first.location
+            ));
+            return;
+        }
+        let what = format!("secret `{name}` ({location})");
+        let value = self.read_source(source, &what, &raw);
+        self.secrets.insert(name, Secret { location, value });
+    }
+
+    /// Reads the value that `raw` describes, or records why it cannot.
+    fn read_source(&mut self, source: &Source, what: &str, raw: &RawSource) -> Option<SecretBytes> {
+        let given = [
+            raw.value.is_some(),
+            raw.env.is_some(),
+            raw.file.is_some(),
+            raw.sealed.is_some(),
+            raw.template.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            self.problems.push(format!(
+                "{what}: give exactly one of `value`, `env`, `file`, `sealed`, `template` ({given} given)"
+            ));
+            return None;
+        }
+        if let Some(value) = &raw.value {
+            return Some(SecretBytes::new(value.clone().into_bytes()));
+        }
+        if let Some(var) = &raw.env {
+            return match std::env::var_os(var) {
+                Some(value) => Some(SecretBytes::new(os_bytes(value))),
+                None => {
+                    self.problems
+                        .push(format!("{what}: environment variable `{var}` is not set"));
+                    None
+                }
+            };
+        }
+        if let Some(file) = &raw.file {
+            let path = source.resolve(file);
+            return match std::fs::read(&path) {
+                Ok(bytes) => Some(SecretBytes::new(bytes)),
+                Err(e) => {
+                    self.problems.push(format!(
+                        "{what}: cannot read file {}: {}",
+                        path.display(),
+                        io_reason(&e)
+                    ));
+                    None
+                }
+            };
+        }
+        self.problems
+            .push(format!("{what}: sealed values and templates are not supported yet"));
+        None
+    }
+
+    fn grant(&mut self, source: &Source, location: String, raw: RawGrant) -> Option<Grant> {
+        let label = raw.name.clone().unwrap_or_else(|| location.clone());
+        let what = match &raw.name {
+            Some(name) => format!("grant `{name}` ({location})"),
+            None => format!("grant at {location}"),
+        };
+        let before = self.problems.len();
+
+        let mut pattern = |field: &str, text: Option<&str>| {
+            Pattern::parse(text).unwrap_or_else(|e| {
+                self.problems.push(format!("{what}: {field}: {e}"));
+                Pattern::Any
+            })
+        };
+        let selector = Selector {
+            project: pattern("project", raw.project.as_deref()),
+            kind: pattern("type", raw.kind.as_deref()),
+            id: pattern("id", raw.id.as_deref()),
+        };
+
+        let mut items: Vec<Item> = Vec::with_capacity(raw.env.len() + raw.files.len());
+        for (key, value) in raw.env {
+            if !valid_env_key(&key) {
+                self.problems.push(format!(
+                    "{what}: ENV key `{key}` is not a variable name (letters, digits and `_`, not starting with a digit)"
+                ));
+                continue;
+            }
+            let (origin, value) = match value {
+                RawEnvValue::Secret(name) => (
+                    format!("secret `{name}`"),
+                    self.secret(&what, &format!("ENV {key}"), &name),
+                ),
+                RawEnvValue::Inline(raw) => (
+                    inline_origin(&raw),
+                    self.read_source(source, &format!("{what}: ENV {key}"), &raw),
+                ),
+            };
+            if let Some(value) = value {
+                self.push_item(
+                    &what,
+                    &mut items,
+                    Target::Env(key),
+                    origin,
+                    value,
+                    FileAttributes::default(),
+                );
+            }
+        }
+        for file in raw.files {
+            if let Err(why) = valid_file_path(&file.path) {
+                self.problems.push(format!("{what}: FILE path `{}` {why}", file.path));
+                continue;
+            }
+            let target = Target::File(file.path.clone());
+            let attributes = self.file_attributes(&what, &target, &file);
+            let inline = RawSource {
+                value: file.value,
+                env: file.env,
+                file: file.file,
+                sealed: file.sealed,
+                template: file.template,
+            };
+            let has_inline = [
+                &inline.value,
+                &inline.env,
+                &inline.file,
+                &inline.sealed,
+                &inline.template,
+            ]
+            .iter()
+            .any(|v| v.is_some());
+            let (origin, value) = match (file.secret, has_inline) {
+                (Some(name), false) => (
+                    format!("secret `{name}`"),
+                    self.secret(&what, &target.to_string(), &name),
+                ),
+                (None, true) => (
+                    inline_origin(&inline),
+                    self.read_source(source, &format!("{what}: {target}"), &inline),
+                ),
+                (Some(_), true) => {
+                    self.problems.push(format!(
+                        "{what}: {target}: give either `secret` or one inline source, not both"
+                    ));
+                    continue;
+                }
+                (None, false) => {
+                    self.problems.push(format!(
+                        "{what}: {target}: give `secret` or one of `value`, `env`, `file`, `sealed`, `template`"
+                    ));
+                    continue;
+                }
+            };
+            if let (Some(value), Some(attributes)) = (value, attributes) {
+                self.push_item(&what, &mut items, target, origin, value, attributes);
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        items.sort_by(|a, b| a.target.cmp(&b.target));
+        let specificity = selector.specificity();
+        Some(Grant {
+            label,
+            location,
+            selector,
+            specificity,
+            items,
+        })
+    }
+
+    fn push_item(
+        &mut self,
+        what: &str,
+        items: &mut Vec<Item>,
+        target: Target,
+        origin: String,
+        value: SecretBytes,
+        attributes: FileAttributes,
+    ) {
+        if items.iter().any(|i| i.target == target) {
+            self.problems.push(format!("{what}: {target} is given twice"));
+            return;
+        }
+        match Item::new(target, origin, value, attributes) {
+            Ok(item) => items.push(item),
+            Err(problem) => self.problems.push(format!("{what}: {problem}")),
+        }
+    }
+
+    fn secret(&mut self, what: &str, target: &str, name: &str) -> Option<SecretBytes> {
+        match self.secrets.get(name) {
+            Some(secret) => secret.value.clone(),
+            None => {
+                self.problems
+                    .push(format!("{what}: {target} names secret `{name}`, which is not defined"));
+                None
+            }
+        }
+    }
+
+    fn file_attributes(&mut self, what: &str, target: &Target, file: &RawFile) -> Option<FileAttributes> {
+        let before = self.problems.len();
+        let permissions = match (&file.mode, &file.permissions) {
+            (Some(_), Some(_)) => {
+                self.problems
+                    .push(format!("{what}: {target}: give `mode` or `permissions`, not both"));
+                None
+            }
+            (Some(mode), None) => parse_mode(mode)
+                .map(|mode| Permissions {
+                    policy: PermissionPolicy::AlwaysSet,
+                    mode,
+                })
+                .map_err(|e| self.problems.push(format!("{what}: {target}: {e}")))
+                .ok(),
+            (None, Some(long)) => parse_mode(&long.mode)
+                .map(|mode| Permissions {
+                    policy: long.policy,
+                    mode,
+                })
+                .map_err(|e| self.problems.push(format!("{what}: {target}: {e}")))
+                .ok(),
+            (None, None) => None,
+        };
+        let mut ownership = |field: &str, raw: &Option<RawOwner>| -> Option<Ownership> {
+            let parsed = match raw.as_ref()? {
+                RawOwner::Short(value) if !value.is_empty() => Ok(Ownership::AlwaysSetExplicit { value: value.clone() }),
+                RawOwner::Short(_) => Err("may not be empty".to_owned()),
+                RawOwner::Long { policy, value } => match (policy.as_str(), value) {
+                    ("AlwaysSetExplicit", Some(v)) if !v.is_empty() => Ok(Ownership::AlwaysSetExplicit { value: v.clone() }),
+                    ("KeepOrSetExplicit", Some(v)) if !v.is_empty() => Ok(Ownership::KeepOrSetExplicit { value: v.clone() }),
+                    ("AlwaysSetExplicit" | "KeepOrSetExplicit", _) => Err(format!("policy {policy} needs a non-empty `value`")),
+                    ("AlwaysSetInherited", None) => Ok(Ownership::AlwaysSetInherited),
+                    ("KeepOrSetInherited", None) => Ok(Ownership::KeepOrSetInherited),
+                    ("AlwaysSetInherited" | "KeepOrSetInherited", Some(_)) => {
+                        Err(format!("policy {policy} takes no `value`"))
+                    }
+                    _ => Err(format!(
+                        "policy `{policy}` is not one of AlwaysSetExplicit, KeepOrSetExplicit, AlwaysSetInherited, KeepOrSetInherited"
+                    )),
+                },
+            };
+            parsed
+                .map_err(|e| self.problems.push(format!("{what}: {target}: {field} {e}")))
+                .ok()
+        };
+        let owner = ownership("owner", &file.owner);
+        let group = ownership("group", &file.group);
+        let encoding = file.encoding.map(|e| match e {
+            RawEncoding::Utf8 => Encoding::Utf8,
+            RawEncoding::Base64 => Encoding::Base64,
+        });
+        (self.problems.len() == before).then_some(FileAttributes {
+            encoding,
+            owner,
+            group,
+            permissions,
+        })
+    }
+}
+
+fn inline_origin(raw: &RawSource) -> String {
+    if let Some(var) = &raw.env {
+        format!("env `{var}`")
+    } else if let Some(file) = &raw.file {
+        format!("file `{file}`")
+    } else if raw.sealed.is_some() {
+        "inline sealed value".into()
+    } else if raw.template.is_some() {
+        "inline template".into()
+    } else {
+        "inline value".into()
+    }
+}
+
+#[cfg(unix)]
+fn os_bytes(value: std::ffi::OsString) -> Vec<u8> {
+    std::os::unix::ffi::OsStringExt::into_vec(value)
+}
+
+#[cfg(not(unix))]
+fn os_bytes(value: std::ffi::OsString) -> Vec<u8> {
+    value.to_string_lossy().into_owned().into_bytes()
+}
+
+/// Two grants of equal specificity that can match one workload and give one target
+/// different items. Equal specificity means the same kind of pattern in each field, so
+/// grants are first bucketed by their exact fields: only grants within a bucket can
+/// overlap, which keeps a policy of many exact grants linear.
+fn find_conflicts(grants: &[Grant]) -> Vec<String> {
+    type Bucket<'g> = (&'g Target, super::Specificity, [Option<&'g str>; 3]);
+    let mut buckets: HashMap<Bucket<'_>, Vec<(usize, &Item)>> = HashMap::new();
+    for (index, grant) in grants.iter().enumerate() {
+        let exact = [
+            grant.selector.project.exact(),
+            grant.selector.kind.exact(),
+            grant.selector.id.exact(),
+        ];
+        for item in &grant.items {
+            buckets
+                .entry((&item.target, grant.specificity, exact))
+                .or_default()
+                .push((index, item));
+        }
+    }
+    let mut problems = Vec::new();
+    let mut reported = std::collections::HashSet::new();
+    for ((target, _, _), entries) in &buckets {
+        for (n, (a, item_a)) in entries.iter().enumerate() {
+            for (b, item_b) in &entries[n + 1..] {
+                let (ga, gb) = (&grants[*a], &grants[*b]);
+                if item_a.json() != item_b.json()
+                    && ga.selector.overlaps(&gb.selector)
+                    && reported.insert((*a, *b, *target))
+                {
+                    problems.push(format!(
+                        "{} and {} both give {target} with equal specificity ({} / {}) and can match the same workload; make one more specific or give the same value",
+                        ga.describe(),
+                        gb.describe(),
+                        ga.selector,
+                        gb.selector
+                    ));
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems
+}

@@ -1,0 +1,204 @@
+//! The compiled policy: grants indexed for lookup by workload, items pre-rendered, and
+//! every conflict found before it may serve.
+
+mod item;
+mod load;
+mod selector;
+mod value;
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
+pub use load::{load_path, load_str, PolicyError};
+pub use selector::{Pattern, Selector, Specificity};
+pub use value::SecretBytes;
+
+use crate::auth::Workload;
+
+/// A grant: who (selector) receives what (items, sorted by target).
+pub struct Grant {
+    /// The grant's name, or where it stands (`policy.toml:12`) when it has none.
+    pub label: String,
+    /// `file:line` of the grant.
+    pub location: String,
+    pub selector: Selector,
+    pub specificity: Specificity,
+    pub items: Vec<Item>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Grant({} at {}, {} items)",
+            self.label,
+            self.location,
+            self.items.len()
+        )
+    }
+}
+
+impl Grant {
+    /// How errors and `explain` name the grant.
+    pub fn describe(&self) -> String {
+        if self.label == self.location {
+            format!("grant at {}", self.location)
+        } else {
+            format!("grant `{}` ({})", self.label, self.location)
+        }
+    }
+}
+
+type GrantId = u32;
+
+/// An immutable, checked policy. Built off the request path; a request only reads it.
+pub struct Policy {
+    grants: Vec<Grant>,
+    /// Grants whose three fields are exact, by `project\0type\0id`.
+    exact: HashMap<Box<str>, Vec<GrantId>>,
+    /// Grants with an exact project but a pattern for type or id.
+    by_project: HashMap<Box<str>, Vec<GrantId>>,
+    /// Grants whose project is a pattern: tried against every workload.
+    general: Vec<GrantId>,
+    secrets: usize,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("grants", &self.grants.len())
+            .field("secrets", &self.secrets)
+            .finish()
+    }
+}
+
+/// What one workload receives: for each target, the item of the most specific grant.
+pub struct Answer<'p> {
+    items: Vec<(&'p Item, GrantId)>,
+}
+
+impl<'p> Answer<'p> {
+    pub fn items(&self) -> impl ExactSizeIterator<Item = &'p Item> + '_ {
+        self.items.iter().map(|(item, _)| *item)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Appends `{"secrets":[...]}` to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(16 + self.items.iter().map(|(i, _)| i.json().len() + 1).sum::<usize>());
+        out.extend_from_slice(b"{\"secrets\":[");
+        for (n, (item, _)) in self.items.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item.json());
+        }
+        out.extend_from_slice(b"]}");
+    }
+}
+
+/// One item of an answer with the grant that gave it and those it overrode.
+pub struct Explained<'p> {
+    pub item: &'p Item,
+    pub grant: &'p Grant,
+    pub overridden: Vec<&'p Grant>,
+}
+
+impl Policy {
+    fn new(grants: Vec<Grant>, secrets: usize) -> Self {
+        let mut exact: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
+        let mut by_project: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
+        let mut general = Vec::new();
+        for (id, grant) in grants.iter().enumerate() {
+            let id = GrantId::try_from(id).expect("fewer than 2^32 grants");
+            if let Some(key) = grant.selector.exact_key() {
+                exact.entry(key.into()).or_default().push(id);
+            } else if let Some(project) = grant.selector.project.exact() {
+                by_project.entry(project.into()).or_default().push(id);
+            } else {
+                general.push(id);
+            }
+        }
+        Self {
+            grants,
+            exact,
+            by_project,
+            general,
+            secrets,
+        }
+    }
+
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    pub fn secret_count(&self) -> usize {
+        self.secrets
+    }
+
+    /// The grants that apply to `workload`, most specific first (ties in policy order).
+    fn matching(&self, workload: &Workload) -> Vec<GrantId> {
+        let mut ids: Vec<GrantId> = Vec::new();
+        if let Some(found) = self.exact.get(workload.index_key()) {
+            ids.extend_from_slice(found);
+        }
+        let project_grants = self
+            .by_project
+            .get(workload.project())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for &id in project_grants.iter().chain(&self.general) {
+            if self.grants[id as usize].selector.matches(workload) {
+                ids.push(id);
+            }
+        }
+        ids.sort_by(|a, b| {
+            let (ga, gb) = (&self.grants[*a as usize], &self.grants[*b as usize]);
+            ga.specificity.cmp_desc(&gb.specificity).then(a.cmp(b))
+        });
+        ids
+    }
+
+    /// What `workload` receives, ENV items by key then FILE items by path.
+    pub fn answer(&self, workload: &Workload) -> Answer<'_> {
+        let grants = self.matching(workload);
+        let mut items: Vec<(&Item, GrantId, usize)> = Vec::new();
+        for (rank, &id) in grants.iter().enumerate() {
+            items.extend(self.grants[id as usize].items.iter().map(|item| (item, id, rank)));
+        }
+        // Most specific first within a target, then keep the first of each target.
+        items.sort_by(|a, b| a.0.target.cmp(&b.0.target).then(a.2.cmp(&b.2)));
+        items.dedup_by(|later, first| later.0.target == first.0.target);
+        Answer {
+            items: items.into_iter().map(|(item, id, _)| (item, id)).collect(),
+        }
+    }
+
+    /// The answer with, for each item, the grant that gave it and those it overrode.
+    pub fn explain(&self, workload: &Workload) -> Vec<Explained<'_>> {
+        let grants = self.matching(workload);
+        let answer = self.answer(workload);
+        answer
+            .items
+            .iter()
+            .map(|(item, id)| Explained {
+                item,
+                grant: &self.grants[*id as usize],
+                overridden: grants
+                    .iter()
+                    .filter(|other| *other != id)
+                    .map(|other| &self.grants[*other as usize])
+                    .filter(|other| other.items.iter().any(|i| i.target == item.target))
+                    .collect(),
+            })
+            .collect()
+    }
+}
