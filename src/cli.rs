@@ -25,6 +25,24 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Mint a token for a workload, signed with the first configured key (for tests).
     Token(TokenArgs),
+    /// Print a new master key for sealing (its id, then the key alone on the last line).
+    Keygen,
+    /// Seal a value read from standard input for the secret NAME, with the newest master key.
+    Seal(SealArgs),
+    /// Re-seal every sealed value of the policy under the newest master key, in place,
+    /// keeping comments and order.
+    Reseal,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The secret's name (or, for an inline value, the ENV key or FILE path): a sealed
+    /// value only opens under the name it was sealed for.
+    #[arg(long)]
+    pub name: String,
+    /// Keep the input exactly; by default one trailing newline (as `echo` adds) is dropped.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,8 +11,11 @@ use crate::auth::{mint_token, SigningKey, Verifier, Workload};
 use crate::cli::{Cli, Command, ExplainArgs, TokenArgs};
 use crate::config::{ConfigError, Settings, StoreKind};
 use crate::http::AppState;
+use crate::policy::reseal::reseal_text;
 use crate::policy::{self, Policy, PolicyError};
+use crate::seal::MasterKey;
 use crate::startup::{Application, ServerOptions};
+use crate::store::reload;
 use crate::store::toml::TomlStore;
 use crate::store::PolicyHolder;
 
@@ -37,13 +40,20 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Check => check(config),
         Command::Explain(args) => explain(config, &args),
         Command::Token(args) => token(config, &args),
+        Command::Keygen => keygen(),
+        Command::Seal(args) => seal(config, &args),
+        Command::Reseal => reseal(config),
     }
 }
 
-fn load_policy(settings: &Settings) -> Result<Policy, PolicyError> {
+fn toml_store(settings: &Settings) -> Result<TomlStore, CommandError> {
     match settings.store.kind {
-        StoreKind::Toml => TomlStore::new(&settings.store.path).load(),
+        StoreKind::Toml => Ok(TomlStore::new(&settings.store.path, Arc::new(settings.keyring()?))),
     }
+}
+
+fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
+    Ok(toml_store(settings)?.load()?)
 }
 
 fn init_logs(settings: &Settings) -> Result<(), CommandError> {
@@ -67,13 +77,31 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     init_logs(&settings)?;
     let keys = settings.signing_keys()?;
-    let policy = load_policy(&settings)?;
+    let store = toml_store(&settings)?;
+    let policy = store.load()?;
     tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %settings.store.path.display(), "policy loaded");
-    let state = AppState::new(
-        Verifier::new(&keys, settings.token_rules()),
-        Arc::new(PolicyHolder::with_policy(policy)),
-    );
-    run_server(state, &server_options(&settings), |_| Ok(()))
+    let holder = Arc::new(PolicyHolder::with_policy(policy));
+    let reload = reload::spawn(store, holder.clone())
+        .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
+    let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder);
+    run_server(state, &server_options(&settings), move |_| {
+        actix_web::rt::spawn(reload_on_sighup(reload));
+        Ok(())
+    })
+}
+
+/// SIGHUP asks for a reload, as daemons do.
+async fn reload_on_sighup(reload: reload::ReloadHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the policy");
+                reload.trigger(reload::Trigger::Signal);
+            }
+        }
+        Err(e) => tracing::error!("cannot listen for SIGHUP: {e}"),
+    }
 }
 
 fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
@@ -169,13 +197,14 @@ fn explain(config: Option<&Path>, args: &ExplainArgs) -> Result<(), CommandError
         writeln!(out, "{workload} receives {} item(s)", explained.len())?;
         for entry in &explained {
             let value = if args.show_values {
-                match std::str::from_utf8(entry.item.value.expose()) {
+                let rendered = entry.item.value.render(&workload);
+                match std::str::from_utf8(rendered.expose()) {
                     Ok(text) => format!("{text:?}"),
                     Err(_) => {
                         use base64::Engine as _;
                         format!(
                             "base64:{}",
-                            base64::engine::general_purpose::STANDARD.encode(entry.item.value.expose())
+                            base64::engine::general_purpose::STANDARD.encode(rendered.expose())
                         )
                     }
                 }
@@ -206,6 +235,106 @@ fn token(config: Option<&Path>, args: &TokenArgs) -> Result<(), CommandError> {
     }
     println!("{}", mint_token(&keys[0], &workload, args.ttl));
     Ok(())
+}
+
+fn keygen() -> Result<(), CommandError> {
+    let key = MasterKey::generate();
+    eprintln!(
+        "New master key {}. Store the last line in a file (mode 0400) named by seal.key_files, newest first.",
+        key.id()
+    );
+    println!("{}", key.encode().as_str());
+    Ok(())
+}
+
+fn seal(config: Option<&Path>, args: &crate::cli::SealArgs) -> Result<(), CommandError> {
+    use std::io::Read as _;
+    init_quiet_logs();
+    let settings = Settings::load(config)?;
+    let keyring = settings.keyring()?;
+    let mut input = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| CommandError::Other(format!("cannot read the value from standard input: {e}")))?;
+    if !args.raw && input.last() == Some(&b'\n') {
+        input.pop();
+        if input.last() == Some(&b'\r') {
+            input.pop();
+        }
+    }
+    let sealed = keyring
+        .seal(&args.name, &input)
+        .map_err(|e| CommandError::Other(e.to_string()))?;
+    println!("{sealed}");
+    Ok(())
+}
+
+fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
+    init_quiet_logs();
+    let settings = Settings::load(config)?;
+    let keyring = settings.keyring()?;
+    let path = &settings.store.path;
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| CommandError::Other(format!("cannot list {}: {e}", path.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.clone()]
+    };
+    // Check every file first, then write: all or nothing.
+    let mut rewrites = Vec::new();
+    let mut problems = Vec::new();
+    for file in &files {
+        let name = file.display().to_string();
+        let text =
+            std::fs::read_to_string(file).map_err(|e| CommandError::Other(format!("cannot read {name}: {e}")))?;
+        match reseal_text(&name, &text, &keyring) {
+            Ok((new_text, done)) => rewrites.push((file, new_text, done)),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PolicyError { problems }.into());
+    }
+    for (file, text, done) in rewrites {
+        if done.changed > 0 {
+            write_atomically(file, text.as_bytes())
+                .map_err(|e| CommandError::Other(format!("cannot write {}: {e}", file.display())))?;
+        }
+        println!(
+            "{}: {} value(s) resealed under key {}, {} already under it",
+            file.display(),
+            done.changed,
+            keyring.newest_id().unwrap_or("-"),
+            done.current
+        );
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so that a reader (or envoi's own
+/// reload) never sees half a file. The file's permissions are kept.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = folder.join(format!(".{name}.envoi-{}", random_hex(4)));
+    std::fs::write(&temp, bytes)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&temp, meta.permissions())?;
+    }
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::auth::{SigningKey, TokenRules};
+use crate::seal::{Keyring, MasterKey};
 
 /// The checked-in defaults, which also document every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -27,7 +28,15 @@ pub struct Settings {
     pub server: ServerSettings,
     pub auth: AuthSettings,
     pub store: StoreSettings,
+    pub seal: SealSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealSettings {
+    pub keys: Vec<SecretString>,
+    pub key_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +114,8 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("auth.secrets")
                 .with_list_parse_key("auth.secret_files")
+                .with_list_parse_key("seal.keys")
+                .with_list_parse_key("seal.key_files")
                 .source(Some(env)),
         );
         let config = builder.build().map_err(describe)?;
@@ -123,6 +134,7 @@ impl Settings {
         };
         rebase(&mut self.store.path);
         self.auth.secret_files.iter_mut().for_each(rebase);
+        self.seal.key_files.iter_mut().for_each(rebase);
     }
 
     /// The signing keys, from `auth.secrets` then `auth.secret_files`.
@@ -144,6 +156,27 @@ impl Settings {
             return Err(ConfigError::NoSigningKey);
         }
         Ok(keys)
+    }
+
+    /// The master keys, from `seal.keys` then `seal.key_files`; possibly none.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let mut keys = Vec::new();
+        for (n, key) in self.seal.keys.iter().enumerate() {
+            keys.push(MasterKey::parse(key.expose_secret()).map_err(|e| ConfigError::Invalid {
+                key: "seal.keys",
+                problem: format!("entry {}: {e}", n + 1),
+            })?);
+        }
+        for path in &self.seal.key_files {
+            let text = read_secret_file(path, "seal.key_files")?;
+            keys.push(
+                MasterKey::parse(text.expose_secret()).map_err(|e| ConfigError::Invalid {
+                    key: "seal.key_files",
+                    problem: format!("{}: {e}", path.display()),
+                })?,
+            );
+        }
+        Ok(Keyring::new(keys))
     }
 
     pub fn token_rules(&self) -> TokenRules {

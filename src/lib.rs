@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod policy;
+pub mod seal;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

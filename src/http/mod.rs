@@ -67,7 +67,7 @@ async fn secrets(workload: Workload, state: web::Data<AppState>) -> Result<HttpR
     };
     let answer = snapshot.policy.answer(&workload);
     let mut body = Vec::new();
-    answer.write_json(&mut body);
+    answer.write_json(&workload, &mut body);
     tracing::info!(
         target: "envoi::audit",
         project = workload.project(),

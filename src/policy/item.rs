@@ -3,10 +3,16 @@
 
 use std::fmt;
 
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
-use super::value::SecretBytes;
+use super::template::Template;
+use super::value::{SecretBytes, Value};
+use crate::auth::Workload;
 
 /// Where an item lands in the workload. ENV items sort before FILE items, each by name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,10 +89,21 @@ pub struct Item {
     pub target: Target,
     /// Where the value comes from, for `explain`: "secret `db_password`", "inline env `X`"...
     pub origin: String,
-    pub value: SecretBytes,
+    pub value: Value,
     pub attributes: FileAttributes,
-    /// The item exactly as it goes on the wire.
-    json: SecretBytes,
+    wire: Wire,
+}
+
+/// The item exactly as it goes on the wire: whole when the value is static, else the
+/// JSON around the value, which is rendered per request.
+enum Wire {
+    Static(SecretBytes),
+    Dynamic {
+        prefix: SecretBytes,
+        template: Template,
+        base64: bool,
+        suffix: SecretBytes,
+    },
 }
 
 impl fmt::Debug for Item {
@@ -98,61 +115,140 @@ impl fmt::Debug for Item {
     }
 }
 
+/// Stands for the value while the JSON around a template is rendered. Only the key or
+/// path precede the value in the JSON, and neither may hold control characters, so the
+/// first occurrence of the marker is the value.
+const MARKER: &str = "\u{1}envoi-value\u{1}";
+
 impl Item {
     /// Renders an item. An ENV value must be UTF-8; a FILE value that is not is sent
     /// base64 unless the policy asked for UTF-8, which is then an error.
-    pub fn new(target: Target, origin: String, value: SecretBytes, attributes: FileAttributes) -> Result<Self, String> {
-        let json = match &target {
-            Target::Env(key) => {
-                let text = std::str::from_utf8(value.expose())
-                    .map_err(|_| format!("{target}: the value of {origin} is not UTF-8 text"))?;
-                serde_json::to_vec(&EnvWire {
-                    kind: "ENV",
-                    key,
-                    value: text,
-                })
+    pub fn new(target: Target, origin: String, value: Value, attributes: FileAttributes) -> Result<Self, String> {
+        let utf8 = match &value {
+            Value::Static(bytes) => std::str::from_utf8(bytes.expose()).is_ok(),
+            Value::Template(template) => template.is_utf8(),
+        };
+        let encoding = match (&target, attributes.encoding, utf8) {
+            (Target::Env(_), _, true) => None,
+            (Target::Env(_), _, false) => return Err(format!("{target}: the value of {origin} is not UTF-8 text")),
+            (Target::File(_), Some(Encoding::Utf8), false) => {
+                return Err(format!(
+                    "{target}: encoding \"utf-8\" was asked for but the value of {origin} is not UTF-8 text"
+                ))
             }
-            Target::File(path) => {
-                let (data, encoding) = match (attributes.encoding, std::str::from_utf8(value.expose())) {
-                    (Some(Encoding::Base64), _) | (None, Err(_)) => (
-                        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value.expose())),
-                        Some(Encoding::Base64),
-                    ),
-                    (Some(Encoding::Utf8), Ok(text)) => {
-                        (zeroize::Zeroizing::new(text.to_owned()), Some(Encoding::Utf8))
-                    }
-                    (None, Ok(text)) => (zeroize::Zeroizing::new(text.to_owned()), None),
-                    (Some(Encoding::Utf8), Err(_)) => {
-                        return Err(format!(
-                            "{target}: encoding \"utf-8\" was asked for but the value of {origin} is not UTF-8 text"
-                        ))
-                    }
+            (Target::File(_), None | Some(Encoding::Base64), false) => Some(Encoding::Base64),
+            (Target::File(_), asked, true) => asked,
+        };
+        let base64 = encoding == Some(Encoding::Base64);
+        let wire = match &value {
+            Value::Static(bytes) => {
+                let data = if base64 {
+                    Zeroizing::new(STANDARD.encode(bytes.expose()))
+                } else {
+                    Zeroizing::new(String::from_utf8(bytes.expose().to_vec()).expect("checked UTF-8"))
                 };
-                serde_json::to_vec(&FileWire {
-                    kind: "FILE",
-                    path,
-                    data: &data,
-                    encoding,
-                    owner: attributes.owner.as_ref(),
-                    group: attributes.group.as_ref(),
-                    permissions: attributes.permissions.as_ref(),
-                })
+                Wire::Static(SecretBytes::new(wire_json(&target, &data, encoding, &attributes)))
             }
-        }
-        .expect("serialising strings cannot fail");
+            Value::Template(template) => {
+                let json = wire_json(&target, MARKER, encoding, &attributes);
+                let marker = serde_json::to_vec(MARKER).expect("a string serialises");
+                let at = json
+                    .windows(marker.len())
+                    .position(|w| w == marker.as_slice())
+                    .expect("marker rendered");
+                Wire::Dynamic {
+                    prefix: SecretBytes::new(json[..at].to_vec()),
+                    template: template.clone(),
+                    base64,
+                    suffix: SecretBytes::new(json[at + marker.len()..].to_vec()),
+                }
+            }
+        };
         Ok(Self {
             target,
             origin,
             value,
             attributes,
-            json: SecretBytes::new(json),
+            wire,
         })
     }
 
-    /// The item on the wire.
-    pub fn json(&self) -> &[u8] {
-        self.json.expose()
+    /// Appends the item as JSON for `workload`.
+    pub fn write_json(&self, workload: &Workload, out: &mut Vec<u8>) {
+        match &self.wire {
+            Wire::Static(json) => out.extend_from_slice(json.expose()),
+            Wire::Dynamic {
+                prefix,
+                template,
+                base64,
+                suffix,
+            } => {
+                let mut value = Zeroizing::new(Vec::with_capacity(64));
+                template.render_into(workload, &mut value);
+                out.extend_from_slice(prefix.expose());
+                if *base64 {
+                    out.push(b'"');
+                    let at = out.len();
+                    out.resize(at + value.len().div_ceil(3) * 4, 0);
+                    let written = STANDARD
+                        .encode_slice(value.as_slice(), &mut out[at..])
+                        .expect("sized for base64");
+                    out.truncate(at + written);
+                    out.push(b'"');
+                } else {
+                    let text = std::str::from_utf8(&value).expect("templates checked UTF-8 at load");
+                    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+                }
+                out.extend_from_slice(suffix.expose());
+            }
+        }
     }
+
+    /// Equal for two items exactly when they give every workload the same bytes.
+    pub fn identity(&self) -> Cow<'_, [u8]> {
+        match &self.wire {
+            Wire::Static(json) => Cow::Borrowed(json.expose()),
+            Wire::Dynamic {
+                prefix,
+                template,
+                suffix,
+                ..
+            } => {
+                let mut id = prefix.expose().to_vec();
+                id.extend_from_slice(&template.identity());
+                id.extend_from_slice(suffix.expose());
+                Cow::Owned(id)
+            }
+        }
+    }
+
+    /// An upper bound of the static part of the item's size, to size buffers.
+    pub fn size_hint(&self) -> usize {
+        match &self.wire {
+            Wire::Static(json) => json.len(),
+            Wire::Dynamic { prefix, suffix, .. } => prefix.len() + suffix.len() + 64,
+        }
+    }
+}
+
+fn wire_json(target: &Target, data: &str, encoding: Option<Encoding>, attributes: &FileAttributes) -> Vec<u8> {
+    match target {
+        Target::Env(key) => serde_json::to_vec(&EnvWire {
+            kind: "ENV",
+            key,
+            value: data,
+        }),
+        Target::File(path) => serde_json::to_vec(&FileWire {
+            kind: "FILE",
+            path,
+            data,
+            encoding,
+            owner: attributes.owner.as_ref(),
+            group: attributes.group.as_ref(),
+            permissions: attributes.permissions.as_ref(),
+        }),
+    }
+    .expect("serialising strings cannot fail")
 }
 
 #[derive(Serialize)]

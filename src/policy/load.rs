@@ -10,8 +10,10 @@ use toml::Spanned;
 
 use super::item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 use super::selector::{Pattern, Selector};
-use super::value::SecretBytes;
+use super::template::{self, Part, RawPart, Template};
+use super::value::{SecretBytes, Value};
 use super::{Grant, Policy};
+use crate::seal::Keyring;
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
 /// secrets, variables and paths, never a value.
@@ -45,8 +47,18 @@ impl PolicyError {
     }
 }
 
-/// Loads a policy from a TOML file or a folder of `*.toml` files (read in name order).
+/// Loads a policy without master keys: a sealed value in it fails the load.
 pub fn load_path(path: &Path) -> Result<Policy, PolicyError> {
+    Loader::default().load_path(path)
+}
+
+/// Loads a policy from TOML text without master keys.
+pub fn load_str(name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
+    Loader::default().load_str(name, text, base)
+}
+
+/// The policy's files: `path` itself, or the `*.toml` files of the folder, by name.
+fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", path.display(), io_reason(&e))))?;
     let files = if meta.is_dir() {
@@ -72,31 +84,25 @@ pub fn load_path(path: &Path) -> Result<Policy, PolicyError> {
     } else {
         vec![path.to_path_buf()]
     };
-    let mut sources = Vec::with_capacity(files.len());
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
-        sources.push(Source {
-            name: file.display().to_string(),
-            base: file.parent().map(Path::to_path_buf),
-            text,
-        });
-    }
-    compile(&sources)
-}
-
-/// Loads a policy from TOML text; `name` is used in messages and relative `file`
-/// paths are resolved against `base`.
-pub fn load_str(name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
-    compile(&[Source {
-        name: name.to_owned(),
-        base: base.map(Path::to_path_buf),
-        text: text.to_owned(),
-    }])
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
+            Ok(Source {
+                name: file.display().to_string(),
+                base: file.parent().map(Path::to_path_buf),
+                path: Some(file),
+                text,
+            })
+        })
+        .collect()
 }
 
 struct Source {
     name: String,
+    /// The file it was read from, if any.
+    path: Option<PathBuf>,
     base: Option<PathBuf>,
     text: String,
 }
@@ -274,21 +280,69 @@ impl<'de> Deserialize<'de> for RawOwner {
 
 // ---- Compilation ----
 
-/// A named secret as defined, with its value once read.
-struct Secret {
+/// A named secret as written, until it is resolved.
+struct Definition {
+    source: usize,
     location: String,
-    value: Option<SecretBytes>,
+    raw: RawSource,
 }
 
-struct Compiler {
+struct Compiler<'a> {
+    sources: &'a [Source],
+    keyring: &'a Keyring,
     problems: Vec<String>,
-    secrets: HashMap<String, Secret>,
+    definitions: HashMap<String, Definition>,
+    /// Secrets resolved so far; `None` for one whose problem is already recorded.
+    resolved: HashMap<String, Option<Value>>,
+    /// Every file read, policy files included: what a reload must watch.
+    inputs: Vec<PathBuf>,
 }
 
-fn compile(sources: &[Source]) -> Result<Policy, PolicyError> {
+/// Loads policies with the master keys that open their sealed values.
+#[derive(Clone, Copy)]
+pub struct Loader<'k> {
+    keyring: &'k Keyring,
+}
+
+static NO_KEYS: Keyring = Keyring::empty();
+
+impl Default for Loader<'_> {
+    fn default() -> Self {
+        Self { keyring: &NO_KEYS }
+    }
+}
+
+impl<'k> Loader<'k> {
+    pub fn new(keyring: &'k Keyring) -> Self {
+        Self { keyring }
+    }
+
+    /// Loads a policy from a TOML file or a folder of `*.toml` files (read in name order).
+    pub fn load_path(&self, path: &Path) -> Result<Policy, PolicyError> {
+        compile(&read_sources(path)?, self.keyring)
+    }
+
+    /// Loads a policy from TOML text; `name` is used in messages and relative `file`
+    /// paths are resolved against `base`.
+    pub fn load_str(&self, name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
+        let source = Source {
+            name: name.to_owned(),
+            base: base.map(Path::to_path_buf),
+            path: None,
+            text: text.to_owned(),
+        };
+        compile(std::slice::from_ref(&source), self.keyring)
+    }
+}
+
+fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
     let mut compiler = Compiler {
+        sources,
+        keyring,
         problems: Vec::new(),
-        secrets: HashMap::new(),
+        definitions: HashMap::new(),
+        resolved: HashMap::new(),
+        inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
     };
     let mut parsed = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
@@ -304,27 +358,49 @@ fn compile(sources: &[Source]) -> Result<Policy, PolicyError> {
     }
 
     let mut raw_grants = Vec::new();
+    let mut names = Vec::new();
     for (index, raw) in parsed {
         let source = &sources[index];
         for (name, spanned) in raw.secrets {
             let location = source.location(spanned.span().start);
-            compiler.define_secret(source, name, location, spanned.into_inner());
+            if !valid_secret_name(&name) {
+                compiler.problems.push(format!(
+                    "{location}: secret name `{name}` may only use letters, digits, `_`, `-` and `.`"
+                ));
+            }
+            if let Some(first) = compiler.definitions.get(&name) {
+                compiler.problems.push(format!(
+                    "{location}: secret `{name}` is already defined at {}",
+                    first.location
+                ));
+                continue;
+            }
+            names.push(name.clone());
+            compiler.definitions.insert(
+                name,
+                Definition {
+                    source: index,
+                    location,
+                    raw: spanned.into_inner(),
+                },
+            );
         }
         raw_grants.extend(raw.grants.into_iter().map(|g| (index, g)));
+    }
+    for name in &names {
+        compiler.resolve_secret(name, &mut Vec::new());
     }
 
     let mut grants = Vec::with_capacity(raw_grants.len());
     for (index, spanned) in raw_grants {
-        let source = &sources[index];
-        let location = source.location(spanned.span().start);
-        if let Some(grant) = compiler.grant(source, location, spanned.into_inner()) {
+        let location = sources[index].location(spanned.span().start);
+        if let Some(grant) = compiler.grant(index, location, spanned.into_inner()) {
             grants.push(grant);
         }
     }
-    let secrets = compiler.secrets.len();
     compiler.problems.extend(find_conflicts(&grants));
     if compiler.problems.is_empty() {
-        Ok(Policy::new(grants, secrets))
+        Ok(Policy::new(grants, names.len(), compiler.inputs))
     } else {
         Err(PolicyError {
             problems: compiler.problems,
@@ -403,27 +479,53 @@ fn parse_mode(mode: &str) -> Result<String, String> {
     Ok(format!("{value:04o}"))
 }
 
-impl Compiler {
-    fn define_secret(&mut self, source: &Source, name: String, location: String, raw: RawSource) {
-        if !valid_secret_name(&name) {
-            self.problems.push(format!(
-                "{location}: secret name `{name}` may only use letters, digits, `_`, `-` and `.`"
-            ));
+impl Compiler<'_> {
+    /// Resolves a named secret (and, for a template, those it names), once.
+    fn resolve_secret(&mut self, name: &str, stack: &mut Vec<String>) -> Option<Value> {
+        if let Some(done) = self.resolved.get(name) {
+            return done.clone();
         }
-        if let Some(first) = self.secrets.get(&name) {
+        let Some(definition) = self.definitions.remove(name) else {
+            // Only a secret being resolved further up the stack is missing from both maps.
+            let mut cycle = stack.clone();
+            cycle.push(name.to_owned());
+            let first = stack.iter().position(|s| s == name).unwrap_or(0);
             self.problems.push(format!(
-                "{location}: secret `{name}` is already defined at {}",
-                first.location
+                "secret `{name}`: template refers back to itself: {}",
+                cycle[first..].join(" → ")
             ));
-            return;
-        }
-        let what = format!("secret `{name}` ({location})");
-        let value = self.read_source(source, &what, &raw);
-        self.secrets.insert(name, Secret { location, value });
+            return None;
+        };
+        stack.push(name.to_owned());
+        let what = format!("secret `{name}` ({})", definition.location);
+        let value = self.read_source(definition.source, &what, name, &definition.raw, stack);
+        stack.pop();
+        self.resolved.insert(name.to_owned(), value.clone());
+        value
     }
 
-    /// Reads the value that `raw` describes, or records why it cannot.
-    fn read_source(&mut self, source: &Source, what: &str, raw: &RawSource) -> Option<SecretBytes> {
+    /// A secret named by a grant or a template, which must be defined.
+    fn named_secret(&mut self, what: &str, name: &str, stack: &mut Vec<String>) -> Option<Value> {
+        if !self.resolved.contains_key(name) && !self.definitions.contains_key(name) && !stack.iter().any(|s| s == name)
+        {
+            self.problems
+                .push(format!("{what}: names secret `{name}`, which is not defined"));
+            return None;
+        }
+        self.resolve_secret(name, stack)
+    }
+
+    /// Reads the value that `raw` describes, or records why it cannot. `name` is the
+    /// associated data a sealed value was sealed for: the secret's name, or for an
+    /// inline value the ENV key or FILE path.
+    fn read_source(
+        &mut self,
+        source: usize,
+        what: &str,
+        name: &str,
+        raw: &RawSource,
+        stack: &mut Vec<String>,
+    ) -> Option<Value> {
         let given = [
             raw.value.is_some(),
             raw.env.is_some(),
@@ -441,11 +543,11 @@ impl Compiler {
             return None;
         }
         if let Some(value) = &raw.value {
-            return Some(SecretBytes::new(value.clone().into_bytes()));
+            return Some(Value::Static(SecretBytes::new(value.clone().into_bytes())));
         }
         if let Some(var) = &raw.env {
             return match std::env::var_os(var) {
-                Some(value) => Some(SecretBytes::new(os_bytes(value))),
+                Some(value) => Some(Value::Static(SecretBytes::new(os_bytes(value)))),
                 None => {
                     self.problems
                         .push(format!("{what}: environment variable `{var}` is not set"));
@@ -454,9 +556,10 @@ impl Compiler {
             };
         }
         if let Some(file) = &raw.file {
-            let path = source.resolve(file);
+            let path = self.sources[source].resolve(file);
+            self.inputs.push(path.clone());
             return match std::fs::read(&path) {
-                Ok(bytes) => Some(SecretBytes::new(bytes)),
+                Ok(bytes) => Some(Value::Static(SecretBytes::new(bytes))),
                 Err(e) => {
                     self.problems.push(format!(
                         "{what}: cannot read file {}: {}",
@@ -467,12 +570,43 @@ impl Compiler {
                 }
             };
         }
-        self.problems
-            .push(format!("{what}: sealed values and templates are not supported yet"));
-        None
+        if let Some(sealed) = &raw.sealed {
+            return match self.keyring.open(name, sealed) {
+                Ok(bytes) => Some(Value::Static(bytes)),
+                Err(e) => {
+                    self.problems.push(format!("{what}: sealed value: {e}"));
+                    None
+                }
+            };
+        }
+        let text = raw.template.as_deref().expect("one source is given");
+        let parts = match template::parse(text) {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.problems.push(format!("{what}: template: {e}"));
+                return None;
+            }
+        };
+        let mut spliced = Vec::with_capacity(parts.len());
+        let mut complete = true;
+        for part in parts {
+            match part {
+                RawPart::Text(text) => spliced.push(Part::Text(SecretBytes::new(text.into_bytes()))),
+                RawPart::Claim(claim) => spliced.push(Part::Claim(claim)),
+                RawPart::Secret(secret) => match self.named_secret(&format!("{what}: template"), &secret, stack) {
+                    Some(Value::Static(bytes)) => spliced.push(Part::Text(bytes)),
+                    Some(Value::Template(inner)) => spliced.extend(inner.parts().iter().cloned()),
+                    None => complete = false,
+                },
+            }
+        }
+        complete.then(|| match Template::new(spliced) {
+            Ok(template) => Value::Template(template),
+            Err(text) => Value::Static(text),
+        })
     }
 
-    fn grant(&mut self, source: &Source, location: String, raw: RawGrant) -> Option<Grant> {
+    fn grant(&mut self, source: usize, location: String, raw: RawGrant) -> Option<Grant> {
         let label = raw.name.clone().unwrap_or_else(|| location.clone());
         let what = match &raw.name {
             Some(name) => format!("grant `{name}` ({location})"),
@@ -503,11 +637,11 @@ impl Compiler {
             let (origin, value) = match value {
                 RawEnvValue::Secret(name) => (
                     format!("secret `{name}`"),
-                    self.secret(&what, &format!("ENV {key}"), &name),
+                    self.named_secret(&format!("{what}: ENV {key}"), &name, &mut Vec::new()),
                 ),
                 RawEnvValue::Inline(raw) => (
                     inline_origin(&raw),
-                    self.read_source(source, &format!("{what}: ENV {key}"), &raw),
+                    self.read_source(source, &format!("{what}: ENV {key}"), &key, &raw, &mut Vec::new()),
                 ),
             };
             if let Some(value) = value {
@@ -547,11 +681,17 @@ impl Compiler {
             let (origin, value) = match (file.secret, has_inline) {
                 (Some(name), false) => (
                     format!("secret `{name}`"),
-                    self.secret(&what, &target.to_string(), &name),
+                    self.named_secret(&format!("{what}: {target}"), &name, &mut Vec::new()),
                 ),
                 (None, true) => (
                     inline_origin(&inline),
-                    self.read_source(source, &format!("{what}: {target}"), &inline),
+                    self.read_source(
+                        source,
+                        &format!("{what}: {target}"),
+                        &file.path,
+                        &inline,
+                        &mut Vec::new(),
+                    ),
                 ),
                 (Some(_), true) => {
                     self.problems.push(format!(
@@ -590,7 +730,7 @@ impl Compiler {
         items: &mut Vec<Item>,
         target: Target,
         origin: String,
-        value: SecretBytes,
+        value: Value,
         attributes: FileAttributes,
     ) {
         if items.iter().any(|i| i.target == target) {
@@ -600,17 +740,6 @@ impl Compiler {
         match Item::new(target, origin, value, attributes) {
             Ok(item) => items.push(item),
             Err(problem) => self.problems.push(format!("{what}: {problem}")),
-        }
-    }
-
-    fn secret(&mut self, what: &str, target: &str, name: &str) -> Option<SecretBytes> {
-        match self.secrets.get(name) {
-            Some(secret) => secret.value.clone(),
-            None => {
-                self.problems
-                    .push(format!("{what}: {target} names secret `{name}`, which is not defined"));
-                None
-            }
         }
     }
 
@@ -725,7 +854,7 @@ fn find_conflicts(grants: &[Grant]) -> Vec<String> {
         for (n, (a, item_a)) in entries.iter().enumerate() {
             for (b, item_b) in &entries[n + 1..] {
                 let (ga, gb) = (&grants[*a], &grants[*b]);
-                if item_a.json() != item_b.json()
+                if item_a.identity() != item_b.identity()
                     && ga.selector.overlaps(&gb.selector)
                     && reported.insert((*a, *b, *target))
                 {

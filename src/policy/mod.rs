@@ -3,16 +3,18 @@
 
 mod item;
 mod load;
+pub mod reseal;
 mod selector;
+mod template;
 mod value;
 
 use std::collections::HashMap;
 use std::fmt;
 
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
-pub use load::{load_path, load_str, PolicyError};
+pub use load::{load_path, load_str, Loader, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
-pub use value::SecretBytes;
+pub use value::{SecretBytes, Value};
 
 use crate::auth::Workload;
 
@@ -62,6 +64,7 @@ pub struct Policy {
     /// Grants whose project is a pattern: tried against every workload.
     general: Vec<GrantId>,
     secrets: usize,
+    inputs: Vec<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Policy {
@@ -91,15 +94,15 @@ impl<'p> Answer<'p> {
         self.items.len()
     }
 
-    /// Appends `{"secrets":[...]}` to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.reserve(16 + self.items.iter().map(|(i, _)| i.json().len() + 1).sum::<usize>());
+    /// Appends `{"secrets":[...]}` for `workload` to `out`.
+    pub fn write_json(&self, workload: &Workload, out: &mut Vec<u8>) {
+        out.reserve(16 + self.items.iter().map(|(i, _)| i.size_hint() + 1).sum::<usize>());
         out.extend_from_slice(b"{\"secrets\":[");
         for (n, (item, _)) in self.items.iter().enumerate() {
             if n > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(item.json());
+            item.write_json(workload, out);
         }
         out.extend_from_slice(b"]}");
     }
@@ -113,7 +116,7 @@ pub struct Explained<'p> {
 }
 
 impl Policy {
-    fn new(grants: Vec<Grant>, secrets: usize) -> Self {
+    fn new(grants: Vec<Grant>, secrets: usize, inputs: Vec<std::path::PathBuf>) -> Self {
         let mut exact: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
         let mut by_project: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
         let mut general = Vec::new();
@@ -133,7 +136,14 @@ impl Policy {
             by_project,
             general,
             secrets,
+            inputs,
         }
+    }
+
+    /// The files the policy was built from (policy files and `file` values): a change
+    /// to any of them calls for a reload.
+    pub fn inputs(&self) -> &[std::path::PathBuf] {
+        &self.inputs
     }
 
     pub fn grants(&self) -> &[Grant] {

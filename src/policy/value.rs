@@ -39,3 +39,33 @@ impl From<String> for SecretBytes {
         Self::new(s.into_bytes())
     }
 }
+
+/// A value as it will be served: known at load, or rendered per request from claims.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Value {
+    Static(SecretBytes),
+    Template(super::template::Template),
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Static(_) => f.write_str("Value::Static([redacted])"),
+            Self::Template(_) => f.write_str("Value::Template([redacted])"),
+        }
+    }
+}
+
+impl Value {
+    /// The value for one workload.
+    pub fn render(&self, workload: &crate::auth::Workload) -> SecretBytes {
+        match self {
+            Self::Static(bytes) => bytes.clone(),
+            Self::Template(template) => {
+                let mut out = Vec::new();
+                template.render_into(workload, &mut out);
+                SecretBytes::new(out)
+            }
+        }
+    }
+}

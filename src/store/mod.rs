@@ -1,5 +1,6 @@
 //! Where the policy comes from, and the holder that serves the last good snapshot.
 
+pub mod reload;
 pub mod toml;
 
 use std::sync::atomic::{AtomicU64, Ordering};

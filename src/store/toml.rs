@@ -1,17 +1,23 @@
 //! The TOML store: one file or a folder of `*.toml` files.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::policy::{self, Policy, PolicyError};
+use crate::policy::{Loader, Policy, PolicyError};
+use crate::seal::Keyring;
 
 #[derive(Debug, Clone)]
 pub struct TomlStore {
     path: PathBuf,
+    keyring: Arc<Keyring>,
 }
 
 impl TomlStore {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+    pub fn new(path: impl Into<PathBuf>, keyring: Arc<Keyring>) -> Self {
+        Self {
+            path: path.into(),
+            keyring,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -20,6 +26,6 @@ impl TomlStore {
 
     /// Reads and compiles the whole policy, reading `file` and `env` values afresh.
     pub fn load(&self) -> Result<Policy, PolicyError> {
-        policy::load_path(&self.path)
+        Loader::new(&self.keyring).load_path(&self.path)
     }
 }

@@ -1,0 +1,217 @@
+//! Sealed values (SPEC §3): AES-256-GCM, a random 96-bit nonce per seal, the secret's
+//! name bound in as associated data, and the key id in every sealed string so that old
+//! and new master keys can coexist while values are re-sealed.
+//!
+//! A master key is written `envoi-key:v1:<id>:<base64 of 32 bytes>`; a sealed value is
+//! `envoi:v1:<key id>:<base64url of nonce ‖ ciphertext ‖ tag>`.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use rand::RngCore as _;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::policy::SecretBytes;
+
+const KEY_PREFIX: &str = "envoi-key:v1:";
+const SEALED_PREFIX: &str = "envoi:v1:";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error(
+        "no master key is configured: set `seal.key_files` (ENVOI__SEAL__KEY_FILES) or `seal.keys` (ENVOI__SEAL__KEYS)"
+    )]
+    NoKey,
+    #[error("not a master key (expected `envoi-key:v1:<id>:<base64 of 32 bytes>`, as `envoi keygen` prints)")]
+    BadKey,
+    #[error("not a sealed value (expected `envoi:v1:<key id>:<data>`, as `envoi seal` prints)")]
+    Malformed,
+    #[error("sealed with key `{0}`, which is not configured")]
+    UnknownKey(String),
+    #[error("does not open with key `{0}`: sealed for another name, with another key of that id, or tampered with")]
+    DoesNotOpen(String),
+}
+
+/// One AES-256 master key and its id.
+pub struct MasterKey {
+    id: String,
+    cipher: Aes256Gcm,
+    bytes: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({}, [redacted])", self.id)
+    }
+}
+
+impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        Self::from_bytes(bytes)
+    }
+
+    fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"envoi key id\0")
+            .chain_update(bytes.as_ref())
+            .finalize();
+        let id = format!(
+            "k{}",
+            digest[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let cipher = Aes256Gcm::new_from_slice(bytes.as_ref()).expect("32-byte key");
+        Self { id, cipher, bytes }
+    }
+
+    /// Parses `envoi-key:v1:<id>:<base64>`; surrounding white space is ignored.
+    pub fn parse(text: &str) -> Result<Self, SealError> {
+        let rest = text.trim().strip_prefix(KEY_PREFIX).ok_or(SealError::BadKey)?;
+        let (id, encoded) = rest.split_once(':').ok_or(SealError::BadKey)?;
+        let decoded = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| SealError::BadKey)?);
+        let bytes: [u8; 32] = decoded.as_slice().try_into().map_err(|_| SealError::BadKey)?;
+        let key = Self::from_bytes(Zeroizing::new(bytes));
+        // The id is derived from the key, so a mistyped key cannot pose as another.
+        if key.id != id {
+            return Err(SealError::BadKey);
+        }
+        Ok(key)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key in the form a `key_files` file holds.
+    pub fn encode(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{KEY_PREFIX}{}:{}",
+            self.id,
+            STANDARD.encode(self.bytes.as_ref())
+        ))
+    }
+}
+
+/// The configured master keys, newest first: the first seals, all open.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: Vec<MasterKey>,
+}
+
+impl Keyring {
+    /// No keys: sealed values do not open.
+    pub const fn empty() -> Self {
+        Self { keys: Vec::new() }
+    }
+}
+
+fn associated_data(name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(SEALED_PREFIX.len() + name.len());
+    aad.extend_from_slice(SEALED_PREFIX.as_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+impl Keyring {
+    pub fn new(keys: Vec<MasterKey>) -> Self {
+        Self { keys }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The id of the key that seals.
+    pub fn newest_id(&self) -> Option<&str> {
+        self.keys.first().map(MasterKey::id)
+    }
+
+    /// Seals `plaintext` for the secret `name` with the newest key.
+    pub fn seal(&self, name: &str, plaintext: &[u8]) -> Result<String, SealError> {
+        let key = self.keys.first().ok_or(SealError::NoKey)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = associated_data(name);
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption of a bounded message cannot fail");
+        let mut data = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        data.extend_from_slice(&nonce);
+        data.extend_from_slice(&ciphertext);
+        Ok(format!("{SEALED_PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(&data)))
+    }
+
+    /// The id of the key a sealed string names, if it is well-formed.
+    pub fn key_id(sealed: &str) -> Result<&str, SealError> {
+        let rest = sealed.trim().strip_prefix(SEALED_PREFIX).ok_or(SealError::Malformed)?;
+        rest.split_once(':').map(|(id, _)| id).ok_or(SealError::Malformed)
+    }
+
+    /// Opens a sealed string made for the secret `name`.
+    pub fn open(&self, name: &str, sealed: &str) -> Result<SecretBytes, SealError> {
+        let rest = sealed.trim().strip_prefix(SEALED_PREFIX).ok_or(SealError::Malformed)?;
+        let (id, encoded) = rest.split_once(':').ok_or(SealError::Malformed)?;
+        let data = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| SealError::Malformed)?;
+        if data.len() < NONCE_LEN + TAG_LEN {
+            return Err(SealError::Malformed);
+        }
+        if self.keys.is_empty() {
+            return Err(SealError::NoKey);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
+        let (nonce, ciphertext) = data.split_at(NONCE_LEN);
+        let aad = associated_data(name);
+        key.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(SecretBytes::new)
+            .map_err(|_| SealError::DoesNotOpen(id.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_survives_its_encoding() {
+        let key = MasterKey::generate();
+        let again = MasterKey::parse(&key.encode()).unwrap();
+        assert_eq!(key.id(), again.id());
+        assert!(!format!("{key:?}").contains(&key.encode()[KEY_PREFIX.len() + 10..]));
+    }
+
+    #[test]
+    fn a_mistyped_key_is_refused() {
+        let key = MasterKey::generate();
+        let text = key.encode().to_string();
+        let at = text.len() - 6;
+        let flip = if &text[at..=at] == "A" { "B" } else { "A" };
+        let mistyped = format!("{}{flip}{}", &text[..at], &text[at + 1..]);
+        assert_eq!(MasterKey::parse(&mistyped).unwrap_err(), SealError::BadKey);
+    }
+}

@@ -1,0 +1,173 @@
+//! Live reload of the TOML store: file changes (notify) and SIGHUP trigger a reload on a
+//! thread of its own; a policy that loads is swapped in whole, one that does not leaves
+//! the last good one serving.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher as _};
+
+use super::toml::TomlStore;
+use super::PolicyHolder;
+
+/// After a change, wait this long for the writes to settle (editors and `git checkout`
+/// write in bursts)...
+const QUIET: Duration = Duration::from_millis(150);
+/// ...but never longer than this after the first change.
+const MAX_DELAY: Duration = Duration::from_millis(1000);
+
+/// Why a reload was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    FileChanged,
+    Signal,
+}
+
+/// Asks the reload thread for a reload; dropping every handle stops the thread.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    sender: mpsc::Sender<Trigger>,
+}
+
+impl ReloadHandle {
+    pub fn trigger(&self, why: Trigger) {
+        let _ = self.sender.send(why);
+    }
+}
+
+/// Starts watching the store's files and returns a handle to trigger reloads by hand.
+pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<ReloadHandle> {
+    let (sender, receiver) = mpsc::channel();
+    let handle = ReloadHandle { sender: sender.clone() };
+    let watch_sender = sender;
+    std::thread::Builder::new().name("envoi-reload".into()).spawn(move || {
+        let mut watched = Watched::new(store.path(), watch_sender);
+        if let Some(snapshot) = holder.current().as_ref() {
+            watched.sync(snapshot.policy.inputs());
+        }
+        while let Ok(first) = receiver.recv() {
+            let started = Instant::now();
+            let mut why = first;
+            loop {
+                let left = MAX_DELAY.saturating_sub(started.elapsed());
+                match receiver.recv_timeout(QUIET.min(left)) {
+                    Ok(more) if left > Duration::ZERO => why = if more == Trigger::Signal { more } else { why },
+                    Ok(_) | Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            match store.load() {
+                Ok(policy) => {
+                    watched.sync(policy.inputs());
+                    tracing::info!(
+                        trigger = ?why,
+                        grants = policy.grants().len(),
+                        secrets = policy.secret_count(),
+                        "policy reloaded"
+                    );
+                    holder.install(policy);
+                }
+                Err(error) => {
+                    holder.record_failure();
+                    tracing::error!(trigger = ?why, failures = holder.failures(), "{error}; the last good policy keeps serving");
+                }
+            }
+        }
+    })?;
+    Ok(handle)
+}
+
+/// The folders under watch: the policy's own (or the policy folder) and those of every
+/// file it read. Folders rather than files, so that an editor's rename-over-write, a file
+/// deleted and created again, or a Kubernetes secret mount's symlink swap are all seen;
+/// events for other files in those folders (logs, say) are ignored.
+struct Watched {
+    watcher: Option<notify::RecommendedWatcher>,
+    relevant: Arc<RwLock<HashMap<PathBuf, Relevant>>>,
+    policy_path: PathBuf,
+}
+
+/// Which names in a watched folder matter.
+#[derive(Default)]
+struct Relevant {
+    names: HashSet<OsString>,
+    /// The folder is the policy folder: every `*.toml` counts.
+    toml_files: bool,
+}
+
+impl Relevant {
+    fn matches(&self, name: &OsStr) -> bool {
+        self.names.contains(name)
+            || (self.toml_files && Path::new(name).extension().is_some_and(|e| e == "toml"))
+            // A Kubernetes secret volume swaps its files in through `..data` links.
+            || (!self.names.is_empty() && name.as_encoded_bytes().starts_with(b".."))
+    }
+}
+
+impl Watched {
+    fn new(policy_path: &Path, sender: mpsc::Sender<Trigger>) -> Self {
+        let relevant: Arc<RwLock<HashMap<PathBuf, Relevant>>> = Arc::default();
+        let filter = relevant.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if event.kind.is_access() {
+                return;
+            }
+            let relevant = filter.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let matters = event.paths.iter().any(|path| {
+                let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else { return false };
+                relevant.get(folder).is_some_and(|r| r.matches(name))
+            });
+            if matters {
+                let _ = sender.send(Trigger::FileChanged);
+            }
+        })
+        .map_err(|e| tracing::error!("cannot watch the policy for changes ({e}); SIGHUP still reloads"))
+        .ok();
+        let mut watched = Self { watcher, relevant, policy_path: policy_path.to_path_buf() };
+        watched.sync(&[]);
+        watched
+    }
+
+    /// Watches the folders of `inputs` and of the policy path, and no others.
+    fn sync(&mut self, inputs: &[PathBuf]) {
+        let Some(watcher) = self.watcher.as_mut() else { return };
+        let mut wanted: HashMap<PathBuf, Relevant> = HashMap::new();
+        let mut want = |path: &Path, whole_folder: bool| {
+            let (folder, name) = if whole_folder {
+                (path.to_path_buf(), None)
+            } else {
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                (folder.to_path_buf(), path.file_name().map(OsStr::to_os_string))
+            };
+            // Events name canonical paths; a folder that does not exist yet is left out
+            // and tried again at the next reload.
+            let Ok(folder) = std::fs::canonicalize(&folder) else { return };
+            let entry = wanted.entry(folder).or_default();
+            entry.toml_files |= whole_folder;
+            entry.names.extend(name);
+        };
+        want(&self.policy_path, self.policy_path.is_dir());
+        for input in inputs {
+            want(input, false);
+        }
+        let mut relevant = self.relevant.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in relevant.keys().filter(|f| !wanted.contains_key(*f)) {
+            let _ = watcher.unwatch(gone);
+        }
+        relevant.retain(|folder, _| wanted.contains_key(folder));
+        for (folder, rule) in wanted {
+            if !relevant.contains_key(&folder) {
+                if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
+                    tracing::warn!(folder = %folder.display(), "cannot watch for changes: {e}");
+                    continue;
+                }
+            }
+            relevant.insert(folder, rule);
+        }
+    }
+}
