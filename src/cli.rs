@@ -32,6 +32,78 @@ pub enum Command {
     /// Re-seal every sealed value of the policy under the newest master key, in place,
     /// keeping comments and order.
     Reseal,
+    /// Postgres store: schema and bulk import/export.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Postgres store: named secrets, sealed at rest.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Postgres store: grants.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the embedded migrations.
+    Migrate,
+    /// Make the database hold exactly this TOML policy (a file or a folder); values are
+    /// sealed on the way in. Importing the same policy twice changes nothing.
+    Import {
+        /// The policy file or folder.
+        path: PathBuf,
+    },
+    /// Print the policy as TOML with sealed values, as `envoi check` accepts it.
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Seal and store a secret's value, read from standard input or --file (never argv).
+    Put {
+        name: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Keep a trailing newline read from standard input.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List secrets: names, versions, key ids and dates, never values.
+    Ls,
+    /// Remove a secret; refused while a grant or template names it.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Add a grant: a selector and what it gives.
+    Add(GrantAddArgs),
+    /// List grants with their selectors and items.
+    Ls,
+    /// Remove a grant.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantAddArgs {
+    /// The grant's name, unique.
+    pub name: String,
+    /// Project selector: a name or a glob; `*` when left out.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Type selector.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Id selector.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// An ENV item: KEY=SECRET_NAME (repeatable).
+    #[arg(long = "env", value_name = "KEY=SECRET")]
+    pub env: Vec<String>,
+    /// A FILE item: PATH=SECRET_NAME[,mode=0400][,owner=NAME][,group=NAME][,encoding=base64] (repeatable).
+    #[arg(long = "file", value_name = "PATH=SECRET[,ATTR=V]")]
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Args)]

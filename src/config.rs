@@ -61,12 +61,24 @@ pub struct AuthSettings {
 pub struct StoreSettings {
     pub kind: StoreKind,
     pub path: PathBuf,
+    /// Postgres: the connection URL; `DATABASE_URL` when unset.
+    pub url: Option<SecretString>,
+    pub pool_size: u32,
+    pub connect_timeout_seconds: u64,
+    pub statement_timeout_seconds: u64,
+    pub refresh_seconds: u64,
+    /// 0: off.
+    pub max_staleness_seconds: u64,
+    pub migrate_on_start: bool,
+    /// A PEM file of CA certificates: TLS to the database, verifying its certificate.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Toml,
+    Postgres,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +145,9 @@ impl Settings {
             }
         };
         rebase(&mut self.store.path);
+        if let Some(ca) = self.store.tls_ca_file.as_mut() {
+            rebase(ca);
+        }
         self.auth.secret_files.iter_mut().for_each(rebase);
         self.seal.key_files.iter_mut().for_each(rebase);
     }
@@ -177,6 +192,20 @@ impl Settings {
             );
         }
         Ok(Keyring::new(keys))
+    }
+
+    /// The Postgres URL: `store.url`, else `DATABASE_URL`.
+    pub fn database_url(&self) -> Result<SecretString, ConfigError> {
+        if let Some(url) = &self.store.url {
+            return Ok(url.clone());
+        }
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Ok(SecretString::from(url)),
+            _ => Err(ConfigError::Invalid {
+                key: "store.url",
+                problem: "the Postgres store needs a URL: set store.url (ENVOI__STORE__URL) or DATABASE_URL".into(),
+            }),
+        }
     }
 
     pub fn token_rules(&self) -> TokenRules {

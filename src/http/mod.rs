@@ -19,6 +19,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub policy: Arc<PolicyHolder>,
     pub metrics: Metrics,
+    /// Past this, a snapshot not confirmed against its source is not served.
+    pub max_staleness: Option<std::time::Duration>,
 }
 
 impl AppState {
@@ -27,7 +29,19 @@ impl AppState {
             verifier,
             policy,
             metrics: Metrics::default(),
+            max_staleness: None,
         }
+    }
+
+    pub fn with_max_staleness(mut self, max: Option<std::time::Duration>) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
+    /// Whether the snapshot is too old to serve.
+    fn too_stale(&self) -> bool {
+        self.max_staleness
+            .is_some_and(|max| self.policy.staleness().is_some_and(|age| age > max))
     }
 }
 
@@ -61,7 +75,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 /// `GET /`: the secrets of the workload the token names.
 async fn secrets(workload: Workload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let snapshot = state.policy.current();
-    let Some(snapshot) = snapshot.as_ref() else {
+    let Some(snapshot) = snapshot.as_ref().filter(|_| !state.too_stale()) else {
         tracing::warn!(target: "envoi::audit", project = workload.project(), r#type = workload.kind(), id = workload.id(), status = 503u16, "no policy loaded");
         return Err(ApiError::Unavailable);
     };
@@ -104,17 +118,25 @@ async fn healthz() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
+/// Ready when a snapshot is loaded (and, with a maximum staleness, fresh enough). The
+/// body tells the snapshot's age: how long since it was last confirmed current.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.policy.current().as_ref() {
-        Some(snapshot) => {
-            let age = snapshot.loaded_at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-            HttpResponse::Ok()
-                .content_type(error::mime_json())
-                .body(format!(r#"{{"status":"ready","snapshot_age_seconds":{age}}}"#))
+    let (ready, body) = match state.policy.staleness() {
+        None => (false, r#"{"status":"no policy loaded"}"#.to_owned()),
+        Some(age) => {
+            let status = if state.too_stale() { "stale" } else { "ready" };
+            (
+                status == "ready",
+                format!(r#"{{"status":"{status}","snapshot_age_seconds":{}}}"#, age.as_secs()),
+            )
         }
-        None => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
-            .content_type(error::mime_json())
-            .body(r#"{"status":"no policy loaded"}"#),
-    }
+    };
+    let mut response = if ready {
+        HttpResponse::Ok()
+    } else {
+        let mut unavailable = HttpResponse::ServiceUnavailable();
+        unavailable.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        unavailable
+    };
+    response.content_type(error::mime_json()).body(body)
 }

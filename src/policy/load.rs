@@ -1,14 +1,12 @@
 //! From TOML text to a checked [`Policy`], with every problem named.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-use toml::Spanned;
+use super::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PolicyDoc, SourceSpec};
 
-use super::item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
+use super::item::{FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 use super::selector::{Pattern, Selector};
 use super::template::{self, Part, RawPart, Template};
 use super::value::{SecretBytes, Value};
@@ -99,6 +97,59 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
         .collect()
 }
 
+/// Reads a `value`, `env` or `file` source; `None` for `sealed` and `template`, which
+/// need a keyring or other secrets. Relative files are resolved against `base`.
+pub fn read_plain(spec: &SourceSpec, base: Option<&Path>) -> Result<Option<SecretBytes>, String> {
+    if let Some(value) = &spec.value {
+        return Ok(Some(SecretBytes::new(value.clone().into_bytes())));
+    }
+    if let Some(var) = &spec.env {
+        return match std::env::var_os(var) {
+            Some(value) => Ok(Some(SecretBytes::new(os_bytes(value)))),
+            None => Err(format!("environment variable `{var}` is not set")),
+        };
+    }
+    if let Some(file) = &spec.file {
+        let path = match base {
+            Some(base) if Path::new(file).is_relative() => base.join(file),
+            _ => PathBuf::from(file),
+        };
+        return std::fs::read(&path)
+            .map(|bytes| Some(SecretBytes::new(bytes)))
+            .map_err(|e| format!("cannot read file {}: {}", path.display(), io_reason(&e)));
+    }
+    Ok(None)
+}
+
+/// A policy file, parsed but not yet checked.
+pub struct ParsedFile {
+    pub name: String,
+    /// The folder relative `file` values are resolved against.
+    pub base: Option<PathBuf>,
+    pub doc: PolicyDoc,
+}
+
+/// Reads and parses the policy's files without checking them.
+pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for source in read_sources(path)? {
+        match toml::from_str::<PolicyDoc>(&source.text) {
+            Ok(doc) => files.push(ParsedFile {
+                name: source.name,
+                base: source.base,
+                doc,
+            }),
+            Err(e) => problems.push(syntax_problem(&source, &e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(PolicyError { problems })
+    }
+}
+
 struct Source {
     name: String,
     /// The file it was read from, if any.
@@ -109,6 +160,9 @@ struct Source {
 
 impl Source {
     fn location(&self, offset: usize) -> String {
+        if self.text.is_empty() {
+            return self.name.clone();
+        }
         let line = self.text.as_bytes()[..offset.min(self.text.len())]
             .iter()
             .filter(|b| **b == b'\n')
@@ -134,157 +188,13 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-// ---- The TOML format (SPEC §2) ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default)]
-    secrets: BTreeMap<String, Spanned<RawSource>>,
-    #[serde(default)]
-    grants: Vec<Spanned<RawGrant>>,
-}
-
-/// Exactly one of these says where a value comes from.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    value: Option<String>,
-    env: Option<String>,
-    file: Option<String>,
-    sealed: Option<String>,
-    template: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGrant {
-    name: Option<String>,
-    project: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    id: Option<String>,
-    #[serde(default)]
-    env: BTreeMap<String, RawEnvValue>,
-    #[serde(default)]
-    files: Vec<RawFile>,
-}
-
-enum RawEnvValue {
-    Secret(String),
-    Inline(RawSource),
-}
-
-impl<'de> Deserialize<'de> for RawEnvValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawEnvValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a secret name or an inline table with one of value, env, file, sealed, template")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(RawEnvValue::Secret(s.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawSource::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawEnvValue::Inline)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    path: String,
-    secret: Option<String>,
-    value: Option<String>,
-    env: Option<String>,
-    file: Option<String>,
-    sealed: Option<String>,
-    template: Option<String>,
-    encoding: Option<RawEncoding>,
-    mode: Option<String>,
-    permissions: Option<RawPermissions>,
-    owner: Option<RawOwner>,
-    group: Option<RawOwner>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-enum RawEncoding {
-    #[serde(rename = "utf-8")]
-    Utf8,
-    #[serde(rename = "base64")]
-    Base64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPermissions {
-    policy: PermissionPolicy,
-    mode: String,
-}
-
-impl<'de> Deserialize<'de> for PermissionPolicy {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "AlwaysSet" => Ok(Self::AlwaysSet),
-            "KeepOrSet" => Ok(Self::KeepOrSet),
-            _ => Err(de::Error::custom(
-                "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"",
-            )),
-        }
-    }
-}
-
-enum RawOwner {
-    Short(String),
-    Long { policy: String, value: Option<String> },
-}
-
-impl<'de> Deserialize<'de> for RawOwner {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Long {
-            policy: String,
-            value: Option<String>,
-        }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawOwner;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a user or group name or id, or a table { policy = ..., value = ... }")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(RawOwner::Short(s.to_owned()))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-                if n < 0 {
-                    return Err(E::custom("a user or group id cannot be negative"));
-                }
-                Ok(RawOwner::Short(n.to_string()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawOwner::Long {
-                    policy: long.policy,
-                    value: long.value,
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 // ---- Compilation ----
 
 /// A named secret as written, until it is resolved.
 struct Definition {
     source: usize,
     location: String,
-    raw: RawSource,
+    raw: SourceSpec,
 }
 
 struct Compiler<'a> {
@@ -322,6 +232,18 @@ impl<'k> Loader<'k> {
         compile(&read_sources(path)?, self.keyring)
     }
 
+    /// Checks and compiles a policy that is already parsed (from the Postgres store, say);
+    /// `origin` stands for the file and line in messages.
+    pub fn load_doc(&self, origin: &str, doc: PolicyDoc) -> Result<Policy, PolicyError> {
+        let source = Source {
+            name: origin.to_owned(),
+            base: None,
+            path: None,
+            text: String::new(),
+        };
+        compile_docs(std::slice::from_ref(&source), vec![(0, doc)], self.keyring)
+    }
+
     /// Loads a policy from TOML text; `name` is used in messages and relative `file`
     /// paths are resolved against `base`.
     pub fn load_str(&self, name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
@@ -336,6 +258,21 @@ impl<'k> Loader<'k> {
 }
 
 fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
+    let mut problems = Vec::new();
+    let mut docs = Vec::with_capacity(sources.len());
+    for (index, source) in sources.iter().enumerate() {
+        match toml::from_str::<PolicyDoc>(&source.text) {
+            Ok(doc) => docs.push((index, doc)),
+            Err(e) => problems.push(syntax_problem(source, &e)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PolicyError { problems });
+    }
+    compile_docs(sources, docs, keyring)
+}
+
+fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &Keyring) -> Result<Policy, PolicyError> {
     let mut compiler = Compiler {
         sources,
         keyring,
@@ -344,19 +281,6 @@ fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError>
         resolved: HashMap::new(),
         inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
     };
-    let mut parsed = Vec::with_capacity(sources.len());
-    for (index, source) in sources.iter().enumerate() {
-        match toml::from_str::<RawPolicy>(&source.text) {
-            Ok(raw) => parsed.push((index, raw)),
-            Err(e) => compiler.problems.push(syntax_problem(source, &e)),
-        }
-    }
-    if !compiler.problems.is_empty() {
-        return Err(PolicyError {
-            problems: compiler.problems,
-        });
-    }
-
     let mut raw_grants = Vec::new();
     let mut names = Vec::new();
     for (index, raw) in parsed {
@@ -523,7 +447,7 @@ impl Compiler<'_> {
         source: usize,
         what: &str,
         name: &str,
-        raw: &RawSource,
+        raw: &SourceSpec,
         stack: &mut Vec<String>,
     ) -> Option<Value> {
         let given = [
@@ -542,33 +466,16 @@ impl Compiler<'_> {
             ));
             return None;
         }
-        if let Some(value) = &raw.value {
-            return Some(Value::Static(SecretBytes::new(value.clone().into_bytes())));
-        }
-        if let Some(var) = &raw.env {
-            return match std::env::var_os(var) {
-                Some(value) => Some(Value::Static(SecretBytes::new(os_bytes(value)))),
-                None => {
-                    self.problems
-                        .push(format!("{what}: environment variable `{var}` is not set"));
-                    None
-                }
-            };
-        }
         if let Some(file) = &raw.file {
-            let path = self.sources[source].resolve(file);
-            self.inputs.push(path.clone());
-            return match std::fs::read(&path) {
-                Ok(bytes) => Some(Value::Static(SecretBytes::new(bytes))),
-                Err(e) => {
-                    self.problems.push(format!(
-                        "{what}: cannot read file {}: {}",
-                        path.display(),
-                        io_reason(&e)
-                    ));
-                    None
-                }
-            };
+            self.inputs.push(self.sources[source].resolve(file));
+        }
+        match read_plain(raw, self.sources[source].base.as_deref()) {
+            Ok(Some(bytes)) => return Some(Value::Static(bytes)),
+            Ok(None) => {}
+            Err(problem) => {
+                self.problems.push(format!("{what}: {problem}"));
+                return None;
+            }
         }
         if let Some(sealed) = &raw.sealed {
             return match self.keyring.open(name, sealed) {
@@ -606,7 +513,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn grant(&mut self, source: usize, location: String, raw: RawGrant) -> Option<Grant> {
+    fn grant(&mut self, source: usize, location: String, raw: GrantSpec) -> Option<Grant> {
         let label = raw.name.clone().unwrap_or_else(|| location.clone());
         let what = match &raw.name {
             Some(name) => format!("grant `{name}` ({location})"),
@@ -635,11 +542,11 @@ impl Compiler<'_> {
                 continue;
             }
             let (origin, value) = match value {
-                RawEnvValue::Secret(name) => (
+                EnvSpec::Secret(name) => (
                     format!("secret `{name}`"),
                     self.named_secret(&format!("{what}: ENV {key}"), &name, &mut Vec::new()),
                 ),
-                RawEnvValue::Inline(raw) => (
+                EnvSpec::Inline(raw) => (
                     inline_origin(&raw),
                     self.read_source(source, &format!("{what}: ENV {key}"), &key, &raw, &mut Vec::new()),
                 ),
@@ -662,7 +569,7 @@ impl Compiler<'_> {
             }
             let target = Target::File(file.path.clone());
             let attributes = self.file_attributes(&what, &target, &file);
-            let inline = RawSource {
+            let inline = SourceSpec {
                 value: file.value,
                 env: file.env,
                 file: file.file,
@@ -743,7 +650,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn file_attributes(&mut self, what: &str, target: &Target, file: &RawFile) -> Option<FileAttributes> {
+    fn file_attributes(&mut self, what: &str, target: &Target, file: &FileSpec) -> Option<FileAttributes> {
         let before = self.problems.len();
         let permissions = match (&file.mode, &file.permissions) {
             (Some(_), Some(_)) => {
@@ -767,11 +674,11 @@ impl Compiler<'_> {
                 .ok(),
             (None, None) => None,
         };
-        let mut ownership = |field: &str, raw: &Option<RawOwner>| -> Option<Ownership> {
+        let mut ownership = |field: &str, raw: &Option<OwnerSpec>| -> Option<Ownership> {
             let parsed = match raw.as_ref()? {
-                RawOwner::Short(value) if !value.is_empty() => Ok(Ownership::AlwaysSetExplicit { value: value.clone() }),
-                RawOwner::Short(_) => Err("may not be empty".to_owned()),
-                RawOwner::Long { policy, value } => match (policy.as_str(), value) {
+                OwnerSpec::Short(value) if !value.is_empty() => Ok(Ownership::AlwaysSetExplicit { value: value.clone() }),
+                OwnerSpec::Short(_) => Err("may not be empty".to_owned()),
+                OwnerSpec::Long { policy, value } => match (policy.as_str(), value) {
                     ("AlwaysSetExplicit", Some(v)) if !v.is_empty() => Ok(Ownership::AlwaysSetExplicit { value: v.clone() }),
                     ("KeepOrSetExplicit", Some(v)) if !v.is_empty() => Ok(Ownership::KeepOrSetExplicit { value: v.clone() }),
                     ("AlwaysSetExplicit" | "KeepOrSetExplicit", _) => Err(format!("policy {policy} needs a non-empty `value`")),
@@ -791,10 +698,7 @@ impl Compiler<'_> {
         };
         let owner = ownership("owner", &file.owner);
         let group = ownership("group", &file.group);
-        let encoding = file.encoding.map(|e| match e {
-            RawEncoding::Utf8 => Encoding::Utf8,
-            RawEncoding::Base64 => Encoding::Base64,
-        });
+        let encoding = file.encoding;
         (self.problems.len() == before).then_some(FileAttributes {
             encoding,
             owner,
@@ -804,7 +708,7 @@ impl Compiler<'_> {
     }
 }
 
-fn inline_origin(raw: &RawSource) -> String {
+fn inline_origin(raw: &SourceSpec) -> String {
     if let Some(var) = &raw.env {
         format!("env `{var}`")
     } else if let Some(file) = &raw.file {

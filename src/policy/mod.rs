@@ -3,6 +3,7 @@
 
 mod item;
 mod load;
+pub mod model;
 pub mod reseal;
 mod selector;
 mod template;
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
-pub use load::{load_path, load_str, Loader, PolicyError};
+pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
 pub use value::{SecretBytes, Value};
 

@@ -1,21 +1,24 @@
 //! Where the policy comes from, and the holder that serves the last good snapshot.
 
+pub mod postgres;
 pub mod reload;
 pub mod toml;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwapOption, Guard};
 
 use crate::policy::Policy;
 
-/// A loaded policy and when it was built.
+/// A loaded policy, when it was built, and for the Postgres store the generation of the
+/// database it was read at.
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
     pub loaded_at: SystemTime,
+    pub generation: Option<i64>,
 }
 
 /// Holds the current snapshot. Readers take it without locking; a reload swaps a whole
@@ -23,8 +26,17 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct PolicyHolder {
     current: ArcSwapOption<Snapshot>,
+    /// When the snapshot was last known to match its source (seconds since the epoch).
+    fresh_at: AtomicU64,
     loads: AtomicU64,
     failures: AtomicU64,
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl PolicyHolder {
@@ -49,11 +61,37 @@ impl PolicyHolder {
 
     /// Swaps a newly built policy in.
     pub fn install(&self, policy: Policy) {
-        self.current.store(Some(Arc::new(Snapshot {
+        self.install_generation(policy, None);
+    }
+
+    /// Swaps in a policy read at a database generation.
+    pub fn install_generation(&self, policy: Policy, generation: Option<i64>) {
+        let snapshot = Snapshot {
             policy,
             loaded_at: SystemTime::now(),
-        })));
+            generation,
+        };
+        self.current.store(Some(Arc::new(snapshot)));
+        self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that the snapshot still matches its source.
+    pub fn confirm(&self) {
+        self.fresh_at.store(epoch_seconds(), Ordering::Relaxed);
+    }
+
+    /// How long since the snapshot was last known to be current; `None` before the first.
+    pub fn staleness(&self) -> Option<Duration> {
+        self.current.load().as_ref()?;
+        Some(Duration::from_secs(
+            epoch_seconds().saturating_sub(self.fresh_at.load(Ordering::Relaxed)),
+        ))
+    }
+
+    /// The database generation of the current snapshot.
+    pub fn generation(&self) -> Option<i64> {
+        self.current.load().as_ref().and_then(|s| s.generation)
     }
 
     /// Records a load that failed; the last good snapshot keeps serving.

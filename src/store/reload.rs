@@ -119,7 +119,9 @@ impl Watched {
             }
             let relevant = filter.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             let matters = event.paths.iter().any(|path| {
-                let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else { return false };
+                let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+                    return false;
+                };
                 relevant.get(folder).is_some_and(|r| r.matches(name))
             });
             if matters {
@@ -128,7 +130,11 @@ impl Watched {
         })
         .map_err(|e| tracing::error!("cannot watch the policy for changes ({e}); SIGHUP still reloads"))
         .ok();
-        let mut watched = Self { watcher, relevant, policy_path: policy_path.to_path_buf() };
+        let mut watched = Self {
+            watcher,
+            relevant,
+            policy_path: policy_path.to_path_buf(),
+        };
         watched.sync(&[]);
         watched
     }
@@ -141,12 +147,17 @@ impl Watched {
             let (folder, name) = if whole_folder {
                 (path.to_path_buf(), None)
             } else {
-                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let folder = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 (folder.to_path_buf(), path.file_name().map(OsStr::to_os_string))
             };
             // Events name canonical paths; a folder that does not exist yet is left out
             // and tried again at the next reload.
-            let Ok(folder) = std::fs::canonicalize(&folder) else { return };
+            let Ok(folder) = std::fs::canonicalize(&folder) else {
+                return;
+            };
             let entry = wanted.entry(folder).or_default();
             entry.toml_files |= whole_folder;
             entry.names.extend(name);

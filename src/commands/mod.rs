@@ -16,11 +16,13 @@ use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
 use crate::startup::{Application, ServerOptions};
 use crate::store::reload;
+
+mod pg;
 use crate::store::toml::TomlStore;
 use crate::store::PolicyHolder;
 
 /// The example policy, compiled in for `serve --dev`.
-pub const EXAMPLE_POLICY: &str = include_str!("../config/example-policy.toml");
+pub const EXAMPLE_POLICY: &str = include_str!("../../config/example-policy.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -28,6 +30,8 @@ pub enum CommandError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] crate::store::postgres::StoreError),
     #[error("{0}")]
     Other(String),
 }
@@ -43,29 +47,42 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Keygen => keygen(),
         Command::Seal(args) => seal(config, &args),
         Command::Reseal => reseal(config),
+        Command::Db(command) => pg::db(config, command),
+        Command::Secret(command) => pg::secret(config, command),
+        Command::Grant(command) => pg::grant(config, command),
     }
 }
 
 fn toml_store(settings: &Settings) -> Result<TomlStore, CommandError> {
     match settings.store.kind {
         StoreKind::Toml => Ok(TomlStore::new(&settings.store.path, Arc::new(settings.keyring()?))),
+        StoreKind::Postgres => Err(CommandError::Other(
+            "this command works on a TOML policy; store.kind is \"postgres\"".into(),
+        )),
     }
 }
 
+/// Loads the policy from the configured store, as `serve` would.
 fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
-    Ok(toml_store(settings)?.load()?)
+    match settings.store.kind {
+        StoreKind::Toml => Ok(toml_store(settings)?.load()?),
+        StoreKind::Postgres => {
+            let store = pg::store(settings)?;
+            pg::block_on(async move { Ok(store.load().await?.1) })
+        }
+    }
 }
 
-fn init_logs(settings: &Settings) -> Result<(), CommandError> {
+pub(crate) fn init_logs(settings: &Settings) -> Result<(), CommandError> {
     crate::telemetry::init(&settings.log.level, settings.log.format).map_err(CommandError::Other)
 }
 
 /// Logs for commands other than `serve`: warnings and errors only.
-fn init_quiet_logs() {
+pub(crate) fn init_quiet_logs() {
     let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty);
 }
 
-fn server_options(settings: &Settings) -> ServerOptions {
+pub(crate) fn server_options(settings: &Settings) -> ServerOptions {
     ServerOptions {
         listen: settings.server.listen.clone(),
         workers: settings.server.workers,
@@ -77,6 +94,9 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     init_logs(&settings)?;
     let keys = settings.signing_keys()?;
+    if settings.store.kind == StoreKind::Postgres {
+        return pg::serve(&settings, &keys);
+    }
     let store = toml_store(&settings)?;
     let policy = store.load()?;
     tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %settings.store.path.display(), "policy loaded");
@@ -84,10 +104,12 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let reload = reload::spawn(store, holder.clone())
         .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
     let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder);
-    run_server(state, &server_options(&settings), move |_| {
-        actix_web::rt::spawn(reload_on_sighup(reload));
-        Ok(())
-    })
+    run_server(
+        state,
+        &server_options(&settings),
+        vec![Box::pin(reload_on_sighup(reload))],
+        |_| Ok(()),
+    )
 }
 
 /// SIGHUP asks for a reload, as daemons do.
@@ -122,7 +144,7 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
         .unwrap_or(8080);
     let mut options = server_options(&settings);
     options.listen = format!("127.0.0.1:{port}");
-    run_server(state, &options, |address| {
+    run_server(state, &options, Vec::new(), |address| {
         let mut out = std::io::stdout().lock();
         let curl = |project: &str, kind: &str, id: &str| {
             let workload = Workload::new(project, kind, id).expect("example workloads are valid");
@@ -147,9 +169,12 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
     })
 }
 
-fn run_server(
+/// Runs the server with `tasks` beside it (reload, database sync) until SIGTERM/SIGINT;
+/// the tasks are stopped inside the runtime, before it goes away.
+pub(crate) fn run_server(
     state: AppState,
     options: &ServerOptions,
+    tasks: Vec<futures_util::future::BoxFuture<'static, ()>>,
     on_bound: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
 ) -> Result<(), CommandError> {
     actix_web::rt::System::new().block_on(async move {
@@ -157,9 +182,13 @@ fn run_server(
             .map_err(|e| CommandError::Other(format!("cannot listen on {} (server.listen): {e}", options.listen)))?;
         tracing::info!(address = %app.address(), "listening");
         on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
-        app.run_until_stopped()
-            .await
-            .map_err(|e| CommandError::Other(format!("server failed: {e}")))?;
+        let tasks: Vec<_> = tasks.into_iter().map(actix_web::rt::spawn).collect();
+        let result = app.run_until_stopped().await;
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        result.map_err(|e| CommandError::Other(format!("server failed: {e}")))?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -174,7 +203,10 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
         "ok: {} grants and {} secrets in {}; {} signing key(s)",
         policy.grants().len(),
         policy.secret_count(),
-        settings.store.path.display(),
+        match settings.store.kind {
+            StoreKind::Toml => settings.store.path.display().to_string(),
+            StoreKind::Postgres => "postgres".to_owned(),
+        },
         keys.len()
     );
     Ok(())
@@ -318,7 +350,7 @@ fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
 
 /// Writes through a temporary file and a rename, so that a reader (or envoi's own
 /// reload) never sees half a file. The file's permissions are kept.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -1,0 +1,251 @@
+//! Commands of the Postgres store: `db`, `secret`, `grant`, and `serve` on Postgres.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{init_logs, init_quiet_logs, run_server, server_options, CommandError};
+use crate::auth::{SigningKey, Verifier};
+use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, SecretCommand};
+use crate::config::Settings;
+use crate::http::AppState;
+use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec};
+use crate::store::postgres::{self, PgSettings, PgStore};
+use crate::store::PolicyHolder;
+
+pub(super) fn store(settings: &Settings) -> Result<PgStore, CommandError> {
+    let pg = PgSettings {
+        url: settings.database_url()?,
+        pool_size: settings.store.pool_size,
+        connect_timeout: Duration::from_secs(settings.store.connect_timeout_seconds.max(1)),
+        statement_timeout: Duration::from_secs(settings.store.statement_timeout_seconds.max(1)),
+        tls_ca_file: settings.store.tls_ca_file.clone(),
+    };
+    // Commands run outside any runtime; the pool must be built inside one.
+    block_on(async move { Ok(PgStore::new(&pg, Arc::new(settings.keyring()?))?) })
+}
+
+pub(super) fn block_on<T>(work: impl std::future::Future<Output = Result<T, CommandError>>) -> Result<T, CommandError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Other(format!("cannot start a runtime: {e}")))?
+        .block_on(work)
+}
+
+fn settings(config: Option<&Path>) -> Result<Settings, CommandError> {
+    init_quiet_logs();
+    Ok(Settings::load(config)?)
+}
+
+pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), CommandError> {
+    let settings = settings(config)?;
+    let store = store(&settings)?;
+    block_on(async move {
+        match command {
+            DbCommand::Migrate => {
+                store.migrate().await?;
+                println!("migrations applied");
+            }
+            DbCommand::Import { path } => {
+                let files = crate::policy::parse_path(&path)?;
+                // The file must load as a TOML policy first: the same checks, the same messages.
+                crate::policy::Loader::new(&settings.keyring()?).load_path(&path)?;
+                let report = store.import(files, &postgres::actor("import")).await?;
+                println!(
+                    "imported {}: {} secret(s) written, {} removed; {} grant(s) written, {} removed; {} unchanged",
+                    path.display(),
+                    report.secrets_written,
+                    report.secrets_removed,
+                    report.grants_written,
+                    report.grants_removed,
+                    report.unchanged
+                );
+            }
+            DbCommand::Export => print!("{}", store.export().await?),
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<(), CommandError> {
+    let settings = settings(config)?;
+    let store = store(&settings)?;
+    block_on(async move {
+        match command {
+            SecretCommand::Put { name, file, raw } => {
+                let value = read_value(file.as_deref(), raw)?;
+                let version = store.put_secret(&name, &value, &postgres::actor("cli")).await?;
+                println!("secret `{name}` stored, version {version}");
+            }
+            SecretCommand::Ls => {
+                println!(
+                    "{:<32} {:<8} {:<10} {:>7}  {:<20}  UPDATED BY",
+                    "NAME", "KIND", "KEY", "VERSION", "UPDATED"
+                );
+                for s in store.list_secrets().await? {
+                    println!(
+                        "{:<32} {:<8} {:<10} {:>7}  {:<20}  {}",
+                        s.name,
+                        s.kind,
+                        s.key_id.as_deref().unwrap_or("-"),
+                        s.version,
+                        s.updated_at,
+                        s.updated_by
+                    );
+                }
+            }
+            SecretCommand::Rm { name } => {
+                store.remove_secret(&name).await?;
+                println!("secret `{name}` removed");
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), CommandError> {
+    let settings = settings(config)?;
+    let store = store(&settings)?;
+    block_on(async move {
+        match command {
+            GrantCommand::Add(args) => {
+                let name = args.name.clone();
+                store.add_grant(grant_spec(args)?, &postgres::actor("cli")).await?;
+                println!("grant `{name}` added");
+            }
+            GrantCommand::Ls => {
+                for grant in store.list_grants().await? {
+                    let field = |f: &Option<String>| f.clone().unwrap_or_else(|| "*".into());
+                    println!(
+                        "{}  project={} type={} id={}",
+                        grant.name.as_deref().unwrap_or("-"),
+                        field(&grant.project),
+                        field(&grant.kind),
+                        field(&grant.id)
+                    );
+                    for (key, entry) in &grant.env {
+                        match entry {
+                            EnvSpec::Secret(secret) => println!("    ENV {key} = secret `{secret}`"),
+                            EnvSpec::Inline(_) => println!("    ENV {key} = inline value"),
+                        }
+                    }
+                    for file in &grant.files {
+                        match &file.secret {
+                            Some(secret) => println!("    FILE {} = secret `{secret}`", file.path),
+                            None => println!("    FILE {} = inline value", file.path),
+                        }
+                    }
+                }
+            }
+            GrantCommand::Rm { name } => {
+                store.remove_grant(&name).await?;
+                println!("grant `{name}` removed");
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+/// A value from a file or standard input; never from the command line, where it would
+/// show in `ps` and shell history.
+fn read_value(file: Option<&Path>, raw: bool) -> Result<zeroize::Zeroizing<Vec<u8>>, CommandError> {
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    match file {
+        Some(path) => {
+            *value =
+                std::fs::read(path).map_err(|e| CommandError::Other(format!("cannot read {}: {e}", path.display())))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut value)
+                .map_err(|e| CommandError::Other(format!("cannot read standard input: {e}")))?;
+            if !raw && value.last() == Some(&b'\n') {
+                value.pop();
+                if value.last() == Some(&b'\r') {
+                    value.pop();
+                }
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
+    let mut spec = GrantSpec {
+        name: Some(args.name),
+        project: args.project,
+        kind: args.kind,
+        id: args.id,
+        env: Default::default(),
+        files: Vec::new(),
+    };
+    for entry in args.env {
+        let (key, secret) = entry
+            .split_once('=')
+            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+            .ok_or_else(|| CommandError::Other(format!("--env `{entry}`: expected KEY=SECRET_NAME")))?;
+        spec.env.insert(key.to_owned(), EnvSpec::Secret(secret.to_owned()));
+    }
+    for entry in args.files {
+        let (path, rest) = entry.split_once('=').ok_or_else(|| {
+            CommandError::Other(format!("--file `{entry}`: expected PATH=SECRET_NAME[,mode=0400]..."))
+        })?;
+        let mut parts = rest.split(',');
+        let secret = parts.next().filter(|s| !s.is_empty()).ok_or_else(|| {
+            CommandError::Other(format!("--file `{entry}`: expected PATH=SECRET_NAME[,mode=0400]..."))
+        })?;
+        let mut file = FileSpec {
+            path: path.to_owned(),
+            secret: Some(secret.to_owned()),
+            value: None,
+            env: None,
+            file: None,
+            sealed: None,
+            template: None,
+            encoding: None,
+            mode: None,
+            permissions: None,
+            owner: None,
+            group: None,
+        };
+        for attribute in parts {
+            match attribute.split_once('=') {
+                Some(("mode", mode)) => file.mode = Some(mode.to_owned()),
+                Some(("owner", owner)) => file.owner = Some(OwnerSpec::Short(owner.to_owned())),
+                Some(("group", group)) => file.group = Some(OwnerSpec::Short(group.to_owned())),
+                Some(("encoding", "base64")) => file.encoding = Some(crate::policy::Encoding::Base64),
+                Some(("encoding", "utf-8")) => file.encoding = Some(crate::policy::Encoding::Utf8),
+                _ => {
+                    return Err(CommandError::Other(format!(
+                        "--file `{entry}`: `{attribute}` is not one of mode=, owner=, group=, encoding="
+                    )))
+                }
+            }
+        }
+        spec.files.push(file);
+    }
+    Ok(spec)
+}
+
+/// `serve` on the Postgres store: the server starts at once and answers 503 until the
+/// first snapshot loads; the sync task keeps it current.
+pub(super) fn serve(settings: &Settings, keys: &[SigningKey]) -> Result<(), CommandError> {
+    init_logs(settings)?;
+    let store = store(settings)?;
+    let holder = Arc::new(PolicyHolder::new());
+    let max_staleness = match settings.store.max_staleness_seconds {
+        0 => None,
+        seconds => Some(Duration::from_secs(seconds)),
+    };
+    let state =
+        AppState::new(Verifier::new(keys, settings.token_rules()), holder.clone()).with_max_staleness(max_staleness);
+    let refresh = Duration::from_secs(settings.store.refresh_seconds.max(1));
+    let migrate = settings.store.migrate_on_start;
+    let sync = postgres::sync(store, holder, refresh, migrate);
+    run_server(state, &server_options(settings), vec![Box::pin(sync)], |_| Ok(()))
+}
