@@ -2,6 +2,7 @@
 //! the file given with `--config`, then `ENVOI__SECTION__KEY` environment variables.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -45,6 +46,24 @@ pub struct ServerSettings {
     pub listen: String,
     pub workers: usize,
     pub shutdown_timeout_seconds: u64,
+    pub admin_listen: Option<String>,
+    pub keep_alive_seconds: u64,
+    pub request_timeout_ms: u64,
+    pub disconnect_timeout_ms: u64,
+    pub tls_handshake_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_tls_handshakes: usize,
+    pub backlog: u32,
+    pub auth_failure_limit: u32,
+    pub auth_failure_exempt: Vec<String>,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +146,7 @@ impl Settings {
                 .with_list_parse_key("auth.secrets")
                 .with_list_parse_key("auth.secret_files")
                 .with_list_parse_key("seal.keys")
+                .with_list_parse_key("server.auth_failure_exempt")
                 .with_list_parse_key("seal.key_files")
                 .source(Some(env)),
         );
@@ -145,8 +165,15 @@ impl Settings {
             }
         };
         rebase(&mut self.store.path);
-        if let Some(ca) = self.store.tls_ca_file.as_mut() {
-            rebase(ca);
+        for path in [
+            self.store.tls_ca_file.as_mut(),
+            self.server.tls.cert.as_mut(),
+            self.server.tls.key.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rebase(path);
         }
         self.auth.secret_files.iter_mut().for_each(rebase);
         self.seal.key_files.iter_mut().for_each(rebase);
@@ -192,6 +219,64 @@ impl Settings {
             );
         }
         Ok(Keyring::new(keys))
+    }
+
+    /// The server's edges: limits, TLS, admin listener.
+    pub fn edges(&self) -> Result<crate::startup::Edges, ConfigError> {
+        let server = &self.server;
+        let ms = Duration::from_millis;
+        let limits = crate::startup::Limits {
+            keep_alive: Duration::from_secs(server.keep_alive_seconds),
+            request_timeout: ms(server.request_timeout_ms),
+            disconnect_timeout: ms(server.disconnect_timeout_ms),
+            tls_handshake_timeout: ms(server.tls_handshake_timeout_ms),
+            max_connections: server.max_connections.max(1),
+            max_connection_rate: server.max_tls_handshakes.max(1),
+            backlog: server.backlog.max(1),
+        };
+        let tls = match (&server.tls.cert, &server.tls.key) {
+            (Some(cert), Some(key)) => {
+                Some(
+                    crate::tls::CertStore::load(cert, key).map_err(|e| ConfigError::Invalid {
+                        key: "server.tls",
+                        problem: e.to_string(),
+                    })?,
+                )
+            }
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid {
+                key: "server.tls",
+                problem:
+                    "give both server.tls.cert and server.tls.key (ENVOI__SERVER__TLS__CERT, ENVOI__SERVER__TLS__KEY)"
+                        .into(),
+            }),
+        };
+        Ok(crate::startup::Edges {
+            limits,
+            tls,
+            admin_listen: server.admin_listen.clone(),
+        })
+    }
+
+    /// The failed-authentication limiter, if `server.auth_failure_limit` is set.
+    pub fn failure_limiter(&self) -> Result<Option<crate::http::limit::FailureLimiter>, ConfigError> {
+        if self.server.auth_failure_limit == 0 {
+            return Ok(None);
+        }
+        let exempt = self
+            .server
+            .auth_failure_exempt
+            .iter()
+            .map(|n| crate::http::limit::Network::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| ConfigError::Invalid {
+                key: "server.auth_failure_exempt",
+                problem,
+            })?;
+        Ok(Some(crate::http::limit::FailureLimiter::new(
+            self.server.auth_failure_limit,
+            exempt,
+        )))
     }
 
     /// The Postgres URL: `store.url`, else `DATABASE_URL`.

@@ -1,16 +1,21 @@
 //! Building and running the HTTP server: one builder for `serve` and the tests.
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
+use futures_util::future::{Either, FutureExt as _};
 use tracing_actix_web::TracingLogger;
 
-use crate::http::{self, AppState};
+use crate::http::{self, ApiError, AppState};
+use crate::metrics::WorkerMetrics;
 use crate::telemetry::EnvoiRootSpan;
+use crate::tls::CertStore;
 
 /// Server settings that are not part of the shared state.
 #[derive(Debug, Clone)]
@@ -21,37 +26,159 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
 }
 
+/// Bounds on what a client may take (SPEC §6, issue "production edges"). Each is a
+/// setting; the defaults suit a platform fetching secrets at workload start.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Idle time a kept-alive connection may sit; zero closes after each answer.
+    pub keep_alive: Duration,
+    /// Time a client has to send the whole request head; slow clients get 408.
+    pub request_timeout: Duration,
+    /// Time allowed to shut a connection down.
+    pub disconnect_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// Concurrent connections per worker.
+    pub max_connections: usize,
+    /// Concurrent TLS handshakes per worker.
+    pub max_connection_rate: usize,
+    pub backlog: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(5),
+            disconnect_timeout: Duration::from_secs(2),
+            tls_handshake_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            max_connection_rate: 256,
+            backlog: 1024,
+        }
+    }
+}
+
+/// Everything beyond the plain listener: limits, TLS, a separate admin listener.
+#[derive(Debug, Clone, Default)]
+pub struct Edges {
+    pub limits: Limits,
+    pub tls: Option<Arc<CertStore>>,
+    /// Serve `/metrics` (and health) here instead of on the main listener.
+    pub admin_listen: Option<String>,
+}
+
 pub struct Application {
     server: Server,
     address: SocketAddr,
+    admin: Option<(Server, SocketAddr)>,
+}
+
+/// A request with a body is refused: the protocol has none.
+fn has_body(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0")
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free one) and builds the server.
+    /// Binds the listener (port 0 picks a free one) and builds the server with the
+    /// default limits, no TLS and `/metrics` on the main listener.
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
+        Self::build_with(state, options, &Edges::default())
+    }
+
+    pub fn build_with(state: AppState, options: &ServerOptions, edges: &Edges) -> std::io::Result<Self> {
         let listener = TcpListener::bind(&options.listen)?;
         let address = listener.local_addr()?;
         let state = web::Data::new(state);
+        let metrics_here = edges.admin_listen.is_none();
+        let app_state = state.clone();
+        let limits = &edges.limits;
         let mut server = HttpServer::new(move || {
+            let state = app_state.clone();
+            // Each worker counts into its own metrics: no shared cache line per request.
+            let worker: Arc<WorkerMetrics> = state.registry.worker();
+            let observe = worker.clone();
             App::new()
+                .app_data(web::Data::from(worker))
+                .configure(http::configure(state.clone(), metrics_here))
+                .wrap_fn(move |req: ServiceRequest, service| {
+                    let started = Instant::now();
+                    let observe = observe.clone();
+                    let answer = if has_body(&req) {
+                        state
+                            .registry
+                            .bodies_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let refused: ServiceResponse<BoxBody> = req.error_response(ApiError::BodyNotAllowed);
+                        Either::Left(std::future::ready(Ok(refused)))
+                    } else {
+                        Either::Right(service.call(req))
+                    };
+                    answer.map(move |result| {
+                        if let Ok(response) = &result {
+                            observe.observe(response.status().as_u16(), started.elapsed());
+                        }
+                        result
+                    })
+                })
+                .wrap(TracingLogger::<EnvoiRootSpan>::new())
                 .wrap(
                     DefaultHeaders::new()
                         .add((header::CACHE_CONTROL, "no-store"))
                         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
                 )
-                .wrap(TracingLogger::<EnvoiRootSpan>::new())
-                .configure(http::configure(state.clone()))
         })
-        .shutdown_timeout(options.shutdown_timeout.as_secs());
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .keep_alive(if limits.keep_alive.is_zero() {
+            actix_web::http::KeepAlive::Disabled
+        } else {
+            limits.keep_alive.into()
+        })
+        .client_request_timeout(limits.request_timeout)
+        .client_disconnect_timeout(limits.disconnect_timeout)
+        .tls_handshake_timeout(limits.tls_handshake_timeout)
+        .max_connections(limits.max_connections)
+        .max_connection_rate(limits.max_connection_rate)
+        .backlog(limits.backlog);
         if options.workers > 0 {
             server = server.workers(options.workers);
         }
-        let server = server.listen(listener)?.run();
-        Ok(Self { server, address })
+        let server = match &edges.tls {
+            Some(certs) => server.listen_rustls_0_23(listener, certs.server_config())?,
+            None => server.listen(listener)?,
+        }
+        .run();
+
+        let admin = match &edges.admin_listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen)?;
+                let admin_address = listener.local_addr()?;
+                let admin_state = state.clone();
+                let admin = HttpServer::new(move || {
+                    App::new()
+                        .app_data(admin_state.clone())
+                        .configure(|cfg| http::configure_admin(cfg, true))
+                })
+                .workers(1)
+                .shutdown_timeout(options.shutdown_timeout.as_secs())
+                .listen(listener)?
+                .run();
+                Some((admin, admin_address))
+            }
+            None => None,
+        };
+        Ok(Self { server, address, admin })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     /// A handle to stop the server gracefully.
@@ -61,6 +188,16 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then lets requests in flight finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.admin {
+            Some((admin, _)) => {
+                let admin_handle = admin.handle();
+                let admin = actix_web::rt::spawn(admin);
+                let result = self.server.await;
+                admin_handle.stop(true).await;
+                let _ = admin.await;
+                result
+            }
+            None => self.server.await,
+        }
     }
 }

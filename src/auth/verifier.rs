@@ -39,6 +39,8 @@ pub enum AuthError {
     NotYetValid,
     #[error("token lifetime longer than the configured maximum")]
     TooLongLived,
+    #[error("too many failed authentications from this address")]
+    RateLimited,
 }
 
 impl AuthError {
@@ -55,6 +57,7 @@ impl AuthError {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::TooLongLived => "too_long_lived",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::policy::reseal::reseal_text;
 use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
-use crate::startup::{Application, ServerOptions};
+use crate::startup::{Application, Edges, ServerOptions};
 use crate::store::reload;
 
 mod pg;
@@ -103,23 +103,33 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let holder = Arc::new(PolicyHolder::with_policy(policy));
     let reload = reload::spawn(store, holder.clone())
         .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
-    let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder);
+    let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder)
+        .with_failure_limit(settings.failure_limiter()?);
     run_server(
         state,
         &server_options(&settings),
-        vec![Box::pin(reload_on_sighup(reload))],
+        &settings.edges()?,
+        Some(reload),
+        Vec::new(),
         |_| Ok(()),
     )
 }
 
-/// SIGHUP asks for a reload, as daemons do.
-async fn reload_on_sighup(reload: reload::ReloadHandle) {
+/// SIGHUP reloads the policy (TOML store) and the TLS certificate, as daemons do.
+async fn reload_on_sighup(reload: Option<reload::ReloadHandle>, certs: Option<Arc<crate::tls::CertStore>>) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
             while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the policy");
-                reload.trigger(reload::Trigger::Signal);
+                tracing::info!("SIGHUP: reloading");
+                if let Some(reload) = &reload {
+                    reload.trigger(reload::Trigger::Signal);
+                }
+                if let Some(certs) = &certs {
+                    if let Err(e) = certs.reload() {
+                        tracing::error!("{e}; the current certificate keeps serving");
+                    }
+                }
             }
         }
         Err(e) => tracing::error!("cannot listen for SIGHUP: {e}"),
@@ -144,7 +154,11 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
         .unwrap_or(8080);
     let mut options = server_options(&settings);
     options.listen = format!("127.0.0.1:{port}");
-    run_server(state, &options, Vec::new(), |address| {
+    let mut edges = settings.edges()?;
+    // The demo is plain HTTP on loopback, whatever the configuration says.
+    edges.tls = None;
+    edges.admin_listen = None;
+    run_server(state, &options, &edges, None, Vec::new(), |address| {
         let mut out = std::io::stdout().lock();
         let curl = |project: &str, kind: &str, id: &str| {
             let workload = Workload::new(project, kind, id).expect("example workloads are valid");
@@ -169,18 +183,29 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
     })
 }
 
-/// Runs the server with `tasks` beside it (reload, database sync) until SIGTERM/SIGINT;
-/// the tasks are stopped inside the runtime, before it goes away.
+/// How often the TLS files are checked for a new certificate.
+const CERT_CHECK: Duration = Duration::from_secs(10);
+
+/// Runs the server with `tasks` beside it (database sync...), SIGHUP handling and the
+/// certificate watch, until SIGTERM/SIGINT; the tasks are stopped inside the runtime,
+/// before it goes away.
 pub(crate) fn run_server(
     state: AppState,
     options: &ServerOptions,
-    tasks: Vec<futures_util::future::BoxFuture<'static, ()>>,
+    edges: &Edges,
+    reload: Option<reload::ReloadHandle>,
+    mut tasks: Vec<futures_util::future::BoxFuture<'static, ()>>,
     on_bound: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
 ) -> Result<(), CommandError> {
+    tasks.push(Box::pin(reload_on_sighup(reload, edges.tls.clone())));
+    if let Some(certs) = edges.tls.clone() {
+        tasks.push(Box::pin(certs.watch(CERT_CHECK)));
+    }
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(state, options)
+        let app = Application::build_with(state, options, edges)
             .map_err(|e| CommandError::Other(format!("cannot listen on {} (server.listen): {e}", options.listen)))?;
-        tracing::info!(address = %app.address(), "listening");
+        let scheme = if edges.tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %app.address(), scheme, admin = ?app.admin_address(), "listening");
         on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
         let tasks: Vec<_> = tasks.into_iter().map(actix_web::rt::spawn).collect();
         let result = app.run_until_stopped().await;

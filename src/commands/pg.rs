@@ -242,10 +242,18 @@ pub(super) fn serve(settings: &Settings, keys: &[SigningKey]) -> Result<(), Comm
         0 => None,
         seconds => Some(Duration::from_secs(seconds)),
     };
-    let state =
-        AppState::new(Verifier::new(keys, settings.token_rules()), holder.clone()).with_max_staleness(max_staleness);
+    let state = AppState::new(Verifier::new(keys, settings.token_rules()), holder.clone())
+        .with_max_staleness(max_staleness)
+        .with_failure_limit(settings.failure_limiter()?);
     let refresh = Duration::from_secs(settings.store.refresh_seconds.max(1));
     let migrate = settings.store.migrate_on_start;
     let sync = postgres::sync(store, holder, refresh, migrate);
-    run_server(state, &server_options(settings), vec![Box::pin(sync)], |_| Ok(()))
+    run_server(
+        state,
+        &server_options(settings),
+        &settings.edges()?,
+        None,
+        vec![Box::pin(sync)],
+        |_| Ok(()),
+    )
 }

@@ -17,6 +17,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("not found")]
     NotFound,
+    #[error("request carried a body")]
+    BodyNotAllowed,
 }
 
 /// Seconds a client should wait before asking again while no policy is loaded.
@@ -25,16 +27,23 @@ const RETRY_AFTER_SECONDS: &str = "5";
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            Self::Unauthorized(AuthError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BodyNotAllowed => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         let body: &'static str = match self {
+            Self::Unauthorized(AuthError::RateLimited) => {
+                let retry = super::limit::WINDOW.as_secs().to_string();
+                response.insert_header((header::RETRY_AFTER, retry));
+                r#"{"error":"too many failed authentications"}"#
+            }
             Self::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
                 r#"{"error":"unauthorized"}"#
@@ -48,6 +57,7 @@ impl ResponseError for ApiError {
                 r#"{"error":"method not allowed"}"#
             }
             Self::NotFound => r#"{"error":"not found"}"#,
+            Self::BodyNotAllowed => r#"{"error":"request bodies are not accepted"}"#,
         };
         response.content_type(mime_json()).body(body)
     }

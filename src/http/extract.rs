@@ -9,7 +9,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::Workload;
+use crate::auth::{AuthError, Workload};
+use crate::metrics::WorkerMetrics;
 
 impl FromRequest for Workload {
     type Error = ApiError;
@@ -19,17 +20,28 @@ impl FromRequest for Workload {
         let state = req
             .app_data::<web::Data<AppState>>()
             .expect("AppState is registered by http::configure");
-        let mut headers = req.headers().get_all(AUTHORIZATION);
-        let header = headers.next();
-        // Two Authorization headers are ambiguous: refuse rather than pick one.
-        let result = if headers.next().is_some() {
-            Err(crate::auth::AuthError::Malformed)
+        let peer = req.peer_addr().map(|a| a.ip());
+        let limiter = state.limiter.as_ref().zip(peer);
+        let result = if limiter.is_some_and(|(limiter, peer)| limiter.is_blocked(peer)) {
+            Err(AuthError::RateLimited)
         } else {
-            state.verifier.verify_header(header.map(|h| h.as_bytes()))
+            let mut headers = req.headers().get_all(AUTHORIZATION);
+            let header = headers.next();
+            // Two Authorization headers are ambiguous: refuse rather than pick one.
+            if headers.next().is_some() {
+                Err(AuthError::Malformed)
+            } else {
+                state.verifier.verify_header(header.map(|h| h.as_bytes()))
+            }
         };
         ready(result.map_err(|reason| {
-            tracing::warn!(target: "envoi::audit", status = 401u16, reason = reason.reason(), "token refused");
-            state.metrics.token_refused(reason);
+            tracing::warn!(target: "envoi::audit", status = if reason == AuthError::RateLimited { 429u16 } else { 401 }, reason = reason.reason(), "token refused");
+            if let Some(worker) = req.app_data::<web::Data<WorkerMetrics>>() {
+                worker.token_refused(reason);
+            }
+            if let (Some((limiter, peer)), false) = (limiter, reason == AuthError::RateLimited) {
+                limiter.record_failure(peer);
+            }
             ApiError::Unauthorized(reason)
         }))
     }

@@ -2,8 +2,8 @@
 
 mod error;
 mod extract;
+pub mod limit;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -11,30 +11,40 @@ use actix_web::{web, HttpResponse};
 
 pub use error::ApiError;
 
-use crate::auth::{AuthError, Verifier, Workload};
+use crate::auth::{Verifier, Workload};
+use crate::metrics::Registry;
 use crate::store::PolicyHolder;
+use limit::FailureLimiter;
 
 /// What every handler shares: built once at start, read-only afterwards.
 pub struct AppState {
     pub verifier: Verifier,
     pub policy: Arc<PolicyHolder>,
-    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
     /// Past this, a snapshot not confirmed against its source is not served.
     pub max_staleness: Option<std::time::Duration>,
+    pub limiter: Option<FailureLimiter>,
 }
 
 impl AppState {
     pub fn new(verifier: Verifier, policy: Arc<PolicyHolder>) -> Self {
         Self {
             verifier,
+            registry: Arc::new(Registry::new(policy.clone())),
             policy,
-            metrics: Metrics::default(),
             max_staleness: None,
+            limiter: None,
         }
     }
 
     pub fn with_max_staleness(mut self, max: Option<std::time::Duration>) -> Self {
         self.max_staleness = max;
+        self
+    }
+
+    /// Refuse addresses with more than `limit` failed authentications a minute.
+    pub fn with_failure_limit(mut self, limiter: Option<FailureLimiter>) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -45,31 +55,33 @@ impl AppState {
     }
 }
 
-/// Counters kept now for the metrics endpoint of a later release.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub tokens_refused: AtomicU64,
-}
-
-impl Metrics {
-    fn token_refused(&self, _reason: AuthError) {
-        self.tokens_refused.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Registers the routes and the shared state; used by the server and the tests alike.
-pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// `/metrics` is served here unless an admin listener takes it.
+pub fn configure(state: web::Data<AppState>, with_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(state)
-            .service(
-                web::resource("/")
-                    .route(web::get().to(secrets))
-                    .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) })),
-            )
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+        cfg.app_data(state).service(
+            web::resource("/")
+                .route(web::get().to(secrets))
+                .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) })),
+        );
+        configure_admin(cfg, with_metrics);
+        cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
     }
+}
+
+/// The operational routes: health, readiness and, if asked, metrics.
+pub fn configure_admin(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+    if with_metrics {
+        cfg.route("/metrics", web::get().to(metrics));
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.registry.render())
 }
 
 /// `GET /`: the secrets of the workload the token names.

@@ -1,0 +1,164 @@
+//! Prometheus metrics. Each worker thread counts into its own [`WorkerMetrics`], so the
+//! request path touches no shared cache line; a scrape adds the workers up. No label ever
+//! carries a project or object name.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::auth::AuthError;
+use crate::store::PolicyHolder;
+
+/// Statuses counted by name; anything else goes to `other`.
+const STATUSES: [u16; 10] = [200, 400, 401, 404, 405, 408, 413, 429, 431, 503];
+/// Latency histogram bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+const REASONS: [AuthError; 11] = [
+    AuthError::Missing,
+    AuthError::NotBearer,
+    AuthError::TooLarge,
+    AuthError::Malformed,
+    AuthError::BadHeader,
+    AuthError::BadSignature,
+    AuthError::BadClaims,
+    AuthError::Expired,
+    AuthError::NotYetValid,
+    AuthError::TooLongLived,
+    AuthError::RateLimited,
+];
+
+/// One worker's counters. Written by that worker only.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    statuses: [AtomicU64; STATUSES.len() + 1],
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+    refusals: [AtomicU64; REASONS.len()],
+}
+
+impl WorkerMetrics {
+    /// Counts a finished request.
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        let slot = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
+        self.statuses[slot].fetch_add(1, Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        if let Some(bucket) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[bucket].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_nanos
+            .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Counts a refused token by reason.
+    pub fn token_refused(&self, reason: AuthError) {
+        if let Some(slot) = REASONS.iter().position(|r| *r == reason) {
+            self.refusals[slot].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// All workers' counters and the process-wide ones.
+#[derive(Debug)]
+pub struct Registry {
+    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    policy: Arc<PolicyHolder>,
+    /// Requests refused for carrying a body (the protocol has none).
+    pub bodies_refused: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(policy: Arc<PolicyHolder>) -> Self {
+        Self {
+            workers: Mutex::default(),
+            policy,
+            bodies_refused: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh set of counters for one worker.
+    pub fn worker(&self) -> Arc<WorkerMetrics> {
+        let worker = Arc::new(WorkerMetrics::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(worker.clone());
+        worker
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+        let mut out = String::with_capacity(4096);
+
+        out.push_str(
+            "# HELP envoi_requests_total HTTP requests answered, by status.\n# TYPE envoi_requests_total counter\n",
+        );
+        for (n, status) in STATUSES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "envoi_requests_total{{status=\"{status}\"}} {}",
+                sum(&|w| w.statuses[n].load(Relaxed))
+            );
+        }
+        let other = sum(&|w| w.statuses[STATUSES.len()].load(Relaxed));
+        let _ = writeln!(out, "envoi_requests_total{{status=\"other\"}} {other}");
+
+        out.push_str("# HELP envoi_request_duration_seconds Time to answer a request.\n# TYPE envoi_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (n, bound) in BUCKETS.iter().enumerate() {
+            cumulative += sum(&|w| w.buckets[n].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "envoi_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = sum(&|w| w.latency_count.load(Relaxed));
+        let _ = writeln!(out, "envoi_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let nanos = sum(&|w| w.latency_sum_nanos.load(Relaxed));
+        let _ = writeln!(out, "envoi_request_duration_seconds_sum {}", nanos as f64 / 1e9);
+        let _ = writeln!(out, "envoi_request_duration_seconds_count {count}");
+
+        out.push_str("# HELP envoi_token_refusals_total Requests refused at authentication, by reason.\n# TYPE envoi_token_refusals_total counter\n");
+        for (n, reason) in REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "envoi_token_refusals_total{{reason=\"{}\"}} {}",
+                reason.reason(),
+                sum(&|w| w.refusals[n].load(Relaxed))
+            );
+        }
+
+        out.push_str("# HELP envoi_body_refusals_total Requests refused for carrying a body.\n# TYPE envoi_body_refusals_total counter\n");
+        let _ = writeln!(out, "envoi_body_refusals_total {}", self.bodies_refused.load(Relaxed));
+
+        out.push_str("# HELP envoi_policy_loads_total Policies loaded and swapped in.\n# TYPE envoi_policy_loads_total counter\n");
+        let _ = writeln!(out, "envoi_policy_loads_total {}", self.policy.loads());
+        out.push_str("# HELP envoi_policy_load_failures_total Policy loads that failed; the last good policy kept serving.\n# TYPE envoi_policy_load_failures_total counter\n");
+        let _ = writeln!(out, "envoi_policy_load_failures_total {}", self.policy.failures());
+        out.push_str(
+            "# HELP envoi_policy_ready Whether a policy snapshot is loaded.\n# TYPE envoi_policy_ready gauge\n",
+        );
+        let staleness = self.policy.staleness();
+        let _ = writeln!(out, "envoi_policy_ready {}", u8::from(staleness.is_some()));
+        out.push_str("# HELP envoi_policy_snapshot_age_seconds Time since the snapshot was last known current.\n# TYPE envoi_policy_snapshot_age_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "envoi_policy_snapshot_age_seconds {}",
+            staleness.map_or(-1.0, |a| a.as_secs_f64())
+        );
+        if let Some(snapshot) = self.policy.current().as_ref() {
+            out.push_str("# HELP envoi_policy_grants Grants in the loaded policy.\n# TYPE envoi_policy_grants gauge\n");
+            let _ = writeln!(out, "envoi_policy_grants {}", snapshot.policy.grants().len());
+        }
+
+        out.push_str("# HELP envoi_build_info Build information.\n# TYPE envoi_build_info gauge\n");
+        let _ = writeln!(out, "envoi_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        out
+    }
+}
