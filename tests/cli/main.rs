@@ -1,0 +1,12 @@
+//! Black-box tests of the `envoi` binary: every test runs the built executable in a
+//! scratch folder with a clean environment, as an operator or the platform would.
+
+mod support;
+
+mod check;
+mod explain;
+mod help;
+mod logs;
+mod seal;
+mod serve;
+mod token;
