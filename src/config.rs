@@ -137,46 +137,71 @@ impl Settings {
             }
             builder = builder.add_source(File::from(file).format(FileFormat::Toml).required(true));
         }
-        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ENVOI__")).collect();
+        let mut env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ENVOI__")).collect();
+        // List settings are split here rather than by config-rs, which would first try to
+        // parse each value as a number or a boolean (and, failing, quote it in the error).
+        let mut lists = Vec::new();
+        for (var, key) in LIST_SETTINGS {
+            if let Some(value) = env.remove(var) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                lists.push((key, items));
+            }
+        }
+        let from_env: Vec<String> = env
+            .keys()
+            .cloned()
+            .chain(lists.iter().map(|(k, _)| k.to_string()))
+            .collect();
         builder = builder.add_source(
             Environment::with_prefix("ENVOI")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("auth.secrets")
-                .with_list_parse_key("auth.secret_files")
-                .with_list_parse_key("seal.keys")
-                .with_list_parse_key("server.auth_failure_exempt")
-                .with_list_parse_key("seal.key_files")
                 .source(Some(env)),
         );
+        for (key, items) in lists {
+            builder = builder.set_override(key, items).map_err(describe)?;
+        }
         let config = builder.build().map_err(describe)?;
         let mut settings: Settings = config.try_deserialize().map_err(describe)?;
         if let Some(base) = file.and_then(Path::parent) {
-            settings.rebase(base);
+            settings.rebase(base, &from_env);
         }
         Ok(settings)
     }
 
-    fn rebase(&mut self, base: &Path) {
+    /// Resolves relative paths that came from the `--config` file against its folder;
+    /// paths from the environment stay relative to the working directory.
+    fn rebase(&mut self, base: &Path, from_env: &[String]) {
+        let from_file = |var: &str| !from_env.iter().any(|e| e == var || *e == env_key(var));
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         };
-        rebase(&mut self.store.path);
-        for path in [
-            self.store.tls_ca_file.as_mut(),
-            self.server.tls.cert.as_mut(),
-            self.server.tls.key.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            rebase(path);
+        if from_file("ENVOI__STORE__PATH") {
+            rebase(&mut self.store.path);
         }
-        self.auth.secret_files.iter_mut().for_each(rebase);
-        self.seal.key_files.iter_mut().for_each(rebase);
+        if from_file("ENVOI__AUTH__SECRET_FILES") {
+            self.auth.secret_files.iter_mut().for_each(rebase);
+        }
+        if from_file("ENVOI__SEAL__KEY_FILES") {
+            self.seal.key_files.iter_mut().for_each(rebase);
+        }
+        let singles = [
+            ("ENVOI__STORE__TLS_CA_FILE", self.store.tls_ca_file.as_mut()),
+            ("ENVOI__SERVER__TLS__CERT", self.server.tls.cert.as_mut()),
+            ("ENVOI__SERVER__TLS__KEY", self.server.tls.key.as_mut()),
+        ];
+        for (var, path) in singles {
+            if let (true, Some(path)) = (from_file(var), path) {
+                rebase(path);
+            }
+        }
     }
 
     /// The signing keys, from `auth.secrets` then `auth.secret_files`.
@@ -321,6 +346,20 @@ pub fn read_secret_file(path: &Path, key: &'static str) -> Result<SecretString, 
     Ok(SecretString::from(secret.to_owned()))
 }
 
+/// The settings that hold lists, with the variable that sets each (comma-separated).
+const LIST_SETTINGS: [(&str, &str); 5] = [
+    ("ENVOI__AUTH__SECRETS", "auth.secrets"),
+    ("ENVOI__AUTH__SECRET_FILES", "auth.secret_files"),
+    ("ENVOI__SEAL__KEYS", "seal.keys"),
+    ("ENVOI__SEAL__KEY_FILES", "seal.key_files"),
+    ("ENVOI__SERVER__AUTH_FAILURE_EXEMPT", "server.auth_failure_exempt"),
+];
+
+/// The dotted key a variable sets: `ENVOI__STORE__PATH` → `store.path`.
+fn env_key(var: &str) -> String {
+    var.trim_start_matches("ENVOI__").replace("__", ".").to_lowercase()
+}
+
 /// Describes a configuration error without the offending value, which may be a secret.
 fn describe(e: config::ConfigError) -> ConfigError {
     match e {
@@ -337,6 +376,6 @@ fn describe(e: config::ConfigError) -> ConfigError {
             origin.map(|o| format!(" (in {o})")).unwrap_or_default(),
             describe(*error)
         )),
-        other => ConfigError::Load(other.to_string()),
+        other => ConfigError::Load(crate::redact::redact_values(&other.to_string())),
     }
 }

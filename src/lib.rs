@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod redact;
 pub mod seal;
 pub mod startup;
 pub mod store;

@@ -180,6 +180,9 @@ impl Verifier {
         };
 
         let header_json = decode_segment(header64)?;
+        if !is_json_object(&header_json) {
+            return Err(AuthError::BadHeader);
+        }
         let header: Header = serde_json::from_slice(&header_json).map_err(|_| AuthError::BadHeader)?;
         if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(AuthError::BadHeader);
@@ -197,6 +200,9 @@ impl Verifier {
         }
 
         let claims_json = decode_segment(claims64)?;
+        if !is_json_object(&claims_json) {
+            return Err(AuthError::BadClaims);
+        }
         let claims: Claims = serde_json::from_slice(&claims_json).map_err(|_| AuthError::BadClaims)?;
         self.check_times(&claims, now)?;
         Workload::new(&claims.project, &claims.kind, &claims.id)
@@ -224,6 +230,12 @@ impl Verifier {
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
+}
+
+/// RFC 7515 and 7519 want both parts to be JSON objects; serde's derived structs would
+/// also take an array of the fields in order.
+fn is_json_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Takes the token out of `Bearer <token>`; the scheme is case-insensitive (RFC 9110).

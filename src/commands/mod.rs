@@ -222,8 +222,13 @@ pub(crate) fn run_server(
 fn check(config: Option<&Path>) -> Result<(), CommandError> {
     init_quiet_logs();
     let settings = Settings::load(config)?;
-    let keys = settings.signing_keys()?;
-    let policy = load_policy(&settings)?;
+    // Every problem at once: a missing key and a broken policy are both named.
+    let (keys, policy) = match (settings.signing_keys(), load_policy(&settings)) {
+        (Ok(keys), Ok(policy)) => (keys, policy),
+        (Err(keys), Ok(_)) => return Err(keys.into()),
+        (Ok(_), Err(policy)) => return Err(policy),
+        (Err(keys), Err(policy)) => return Err(CommandError::Other(format!("{keys}\nerror: {policy}"))),
+    };
     println!(
         "ok: {} grants and {} secrets in {}; {} signing key(s)",
         policy.grants().len(),
@@ -355,7 +360,7 @@ fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
         }
     }
     if !problems.is_empty() {
-        return Err(PolicyError { problems }.into());
+        return Err(PolicyError::new(problems).into());
     }
     for (file, text, done) in rewrites {
         if done.changed > 0 {

@@ -15,9 +15,12 @@ use crate::seal::Keyring;
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
 /// secrets, variables and paths, never a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyError {
     pub problems: Vec<String>,
+    /// The files the failed load read or tried to read: a reload watches them, so that
+    /// creating a missing file is noticed.
+    pub inputs: Vec<PathBuf>,
 }
 
 impl fmt::Display for PolicyError {
@@ -41,6 +44,15 @@ impl PolicyError {
     fn one(problem: String) -> Self {
         Self {
             problems: vec![problem],
+            inputs: Vec::new(),
+        }
+    }
+
+    /// An error made of `problems`.
+    pub fn new(problems: Vec<String>) -> Self {
+        Self {
+            problems,
+            inputs: Vec::new(),
         }
     }
 }
@@ -146,7 +158,7 @@ pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
     if problems.is_empty() {
         Ok(files)
     } else {
-        Err(PolicyError { problems })
+        Err(PolicyError::new(problems))
     }
 }
 
@@ -267,7 +279,7 @@ fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError>
         }
     }
     if !problems.is_empty() {
-        return Err(PolicyError { problems });
+        return Err(PolicyError::new(problems));
     }
     compile_docs(sources, docs, keyring)
 }
@@ -328,6 +340,7 @@ fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &K
     } else {
         Err(PolicyError {
             problems: compiler.problems,
+            inputs: compiler.inputs,
         })
     }
 }
@@ -342,29 +355,17 @@ fn syntax_problem(source: &Source, e: &toml::de::Error) -> String {
     format!("{at}: {}", redact_message(e.message()))
 }
 
-/// serde names the offending value in "invalid type/value" messages (`` `hunter2` ``);
-/// keep the message, drop the value.
+/// serde names the offending value in "invalid type/value" and "unknown variant"
+/// messages; keep the message, drop the value. Syntax messages quote only grammar.
 fn redact_message(message: &str) -> String {
-    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
-        return message.trim().to_owned();
+    let names_a_value = ["invalid type", "invalid value", "invalid length", "unknown variant"]
+        .iter()
+        .any(|kind| message.contains(kind));
+    if names_a_value {
+        crate::redact::redact_values(message)
+    } else {
+        message.trim().to_owned()
     }
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        match (c, inside) {
-            ('`', false) => {
-                inside = true;
-                out.push_str("`…");
-            }
-            ('`', true) => {
-                inside = false;
-                out.push('`');
-            }
-            (_, true) => {}
-            (c, false) => out.push(c),
-        }
-    }
-    out.trim().to_owned()
 }
 
 fn valid_secret_name(name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! `envoi reseal`: every sealed value of a policy file sealed again under the newest
-//! master key, everything else of the file (comments, order, layout) left as it was.
+//! master key. toml_edit finds where each sealed string stands; only those bytes change,
+//! so comments, order, quoting and line endings stay exactly as they were.
 
-use toml_edit::{DocumentMut, Item, TableLike, Value as TomlValue};
+use toml_edit::{ImDocument, Item, TableLike, Value as TomlValue};
 
 use crate::seal::Keyring;
 
@@ -17,106 +18,108 @@ pub struct Resealed {
 /// Reseals the sealed values of one policy file's text. Either every value opens and the
 /// new text is returned, or nothing changes and every problem is named.
 pub fn reseal_text(file: &str, text: &str, keyring: &Keyring) -> Result<(String, Resealed), Vec<String>> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| vec![format!("{file}: {}", e.message())])?;
+    let doc = ImDocument::parse(text).map_err(|e| vec![format!("{file}: {}", e.message())])?;
     let newest = keyring
         .newest_id()
         .ok_or_else(|| vec![crate::seal::SealError::NoKey.to_string()])?
         .to_owned();
-    let mut work = Work {
-        keyring,
-        newest,
-        file,
-        problems: Vec::new(),
-        done: Resealed::default(),
-    };
+    let mut found = Vec::new();
 
-    if let Some(secrets) = doc.get_mut("secrets").and_then(Item::as_table_like_mut) {
-        for (name, secret) in secrets.iter_mut() {
-            if let Some(secret) = secret.as_table_like_mut() {
-                work.reseal_in(secret, &name, &format!("secret `{name}`"));
+    if let Some(secrets) = doc.get("secrets").and_then(Item::as_table_like) {
+        for (name, secret) in secrets.iter() {
+            if let Some(secret) = secret.as_table_like() {
+                collect(secret, name, &format!("secret `{name}`"), &mut found);
             }
         }
     }
-    if let Some(grants) = doc.get_mut("grants") {
-        for (n, grant) in tables_mut(grants).into_iter().enumerate() {
+    if let Some(grants) = doc.get("grants") {
+        for (n, grant) in tables(grants).into_iter().enumerate() {
             let what = format!("grant #{}", n + 1);
-            if let Some(env) = grant.get_mut("env").and_then(Item::as_table_like_mut) {
-                for (key, entry) in env.iter_mut() {
-                    if let Some(entry) = entry.as_table_like_mut() {
-                        work.reseal_in(entry, &key, &format!("{what} ENV {key}"));
+            if let Some(env) = grant.get("env").and_then(Item::as_table_like) {
+                for (key, entry) in env.iter() {
+                    if let Some(entry) = entry.as_table_like() {
+                        collect(entry, key, &format!("{what} ENV {key}"), &mut found);
                     }
                 }
             }
-            if let Some(files) = grant.get_mut("files") {
-                for file in tables_mut(files) {
-                    let Some(path) = file.get("path").and_then(Item::as_str).map(str::to_owned) else {
-                        continue;
-                    };
-                    work.reseal_in(file, &path, &format!("{what} FILE {path}"));
+            if let Some(files) = grant.get("files") {
+                for entry in tables(files) {
+                    if let Some(path) = entry.get("path").and_then(Item::as_str) {
+                        collect(entry, path, &format!("{what} FILE {path}"), &mut found);
+                    }
                 }
             }
         }
     }
-    if work.problems.is_empty() {
-        Ok((doc.to_string(), work.done))
-    } else {
-        Err(work.problems)
-    }
-}
 
-/// The tables of an array of tables or of an array of inline tables.
-fn tables_mut(item: &mut Item) -> Vec<&mut dyn TableLike> {
-    match item {
-        Item::ArrayOfTables(array) => array.iter_mut().map(|t| t as &mut dyn TableLike).collect(),
-        Item::Value(TomlValue::Array(array)) => array
-            .iter_mut()
-            .filter_map(|v| v.as_inline_table_mut().map(|t| t as &mut dyn TableLike))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-struct Work<'a> {
-    keyring: &'a Keyring,
-    newest: String,
-    file: &'a str,
-    problems: Vec<String>,
-    done: Resealed,
-}
-
-impl Work<'_> {
-    fn reseal_in(&mut self, table: &mut dyn TableLike, name: &str, what: &str) {
-        let Some(item) = table.get_mut("sealed") else { return };
-        let Some(TomlValue::String(sealed)) = item.as_value_mut() else {
-            return;
-        };
-        let old = sealed.value().clone();
-        match Keyring::key_id(&old) {
-            Ok(id) if id == self.newest => {
-                self.done.current += 1;
-                return;
+    let mut done = Resealed::default();
+    let mut problems = Vec::new();
+    let mut edits = Vec::new();
+    for sealed in found {
+        match Keyring::key_id(&sealed.value) {
+            Ok(id) if id == newest => {
+                done.current += 1;
+                continue;
             }
             Ok(_) => {}
             Err(e) => {
-                self.problems.push(format!("{}: {what}: {e}", self.file));
-                return;
+                problems.push(format!("{file}: {}: {e}", sealed.what));
+                continue;
             }
         }
-        let result = self
-            .keyring
-            .open(name, &old)
-            .and_then(|plain| self.keyring.seal(name, plain.expose()));
-        match result {
+        match keyring
+            .open(&sealed.name, &sealed.value)
+            .and_then(|plain| keyring.seal(&sealed.name, plain.expose()))
+        {
             Ok(new) => {
-                let decor = sealed.decor().clone();
-                let mut replacement = toml_edit::Formatted::new(new);
-                *replacement.decor_mut() = decor;
-                *sealed = replacement;
-                self.done.changed += 1;
+                edits.push((sealed.span, new));
+                done.changed += 1;
             }
-            Err(e) => self.problems.push(format!("{}: {what}: {e}", self.file)),
+            Err(e) => problems.push(format!("{file}: {}: {e}", sealed.what)),
         }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // The span covers the quoted string; keep its quotes, replace what is between them.
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut out = text.to_owned();
+    for (span, new) in edits {
+        let quote = &text[span.start..span.start + 1];
+        out.replace_range(span, &format!("{quote}{new}{quote}"));
+    }
+    Ok((out, done))
+}
+
+struct Sealed {
+    /// The name it is sealed for: the secret's name, the ENV key or the FILE path.
+    name: String,
+    what: String,
+    value: String,
+    span: std::ops::Range<usize>,
+}
+
+fn collect(table: &dyn TableLike, name: &str, what: &str, found: &mut Vec<Sealed>) {
+    let Some(TomlValue::String(sealed)) = table.get("sealed").and_then(Item::as_value) else {
+        return;
+    };
+    let Some(span) = sealed.span() else { return };
+    found.push(Sealed {
+        name: name.to_owned(),
+        what: what.to_owned(),
+        value: sealed.value().clone(),
+        span,
+    });
+}
+
+/// The tables of an array of tables or of an array of inline tables.
+fn tables(item: &Item) -> Vec<&dyn TableLike> {
+    match item {
+        Item::ArrayOfTables(array) => array.iter().map(|t| t as &dyn TableLike).collect(),
+        Item::Value(TomlValue::Array(array)) => array
+            .iter()
+            .filter_map(|v| v.as_inline_table().map(|t| t as &dyn TableLike))
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -72,6 +72,8 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
                     holder.install(policy);
                 }
                 Err(error) => {
+                    // Watch what the failed load tried to read, so a missing file's arrival is seen.
+                    watched.sync(&error.inputs);
                     holder.record_failure();
                     tracing::error!(trigger = ?why, failures = holder.failures(), "{error}; the last good policy keeps serving");
                 }
@@ -165,6 +167,15 @@ impl Watched {
         want(&self.policy_path, self.policy_path.is_dir());
         for input in inputs {
             want(input, false);
+        }
+        // A file reached through a symlink (a git checkout elsewhere, a mounted secret)
+        // changes where the link points: watch the target's folder too.
+        for path in std::iter::once(&self.policy_path).chain(inputs) {
+            if let Ok(target) = std::fs::canonicalize(path) {
+                if target != *path {
+                    want(&target, target.is_dir());
+                }
+            }
         }
         let mut relevant = self.relevant.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         for gone in relevant.keys().filter(|f| !wanted.contains_key(*f)) {

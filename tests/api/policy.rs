@@ -1172,7 +1172,6 @@ fn a_load_error_never_shows_a_value() {
 /// does not have (`[secrets]` then `name = "value"`, a common slip) must not be echoed
 /// by the message that says so.
 #[test]
-#[ignore = "BUG: serde's `invalid type: string \"…\"` message is not redacted (only backtick-quoted values are): the load error shows the value"]
 fn a_load_error_never_shows_a_value_written_in_the_wrong_shape() {
     const LEAK: &str = "sk_test_fake_LEAK_4242";
     let cases: Vec<(&str, String)> = vec![

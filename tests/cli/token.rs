@@ -93,7 +93,6 @@ fn token_uses_a_key_read_from_auth_secret_files() {
 }
 
 #[test]
-#[ignore = "BUG: ENVOI__AUTH__SECRETS=k is refused (`expected a sequence`): the variable is never split into a list"]
 fn token_uses_a_key_from_envoi_auth_secrets() {
     let ws = Workspace::new();
     let ran = Ran::of(

@@ -704,7 +704,6 @@ async fn a_value_file_named_only_by_a_newer_policy_is_watched_too() {
 // ---- edits that envoi must notice too ----
 
 #[tokio::test]
-#[ignore = "BUG: a policy file that is a symlink into another folder is watched by its link's folder only; editing the target is never reloaded"]
 async fn a_policy_file_reached_through_a_symlink_is_reloaded_when_its_target_changes() {
     let ws = Workspace::new();
     let repo = Workspace::new();
@@ -721,7 +720,6 @@ async fn a_policy_file_reached_through_a_symlink_is_reloaded_when_its_target_cha
 }
 
 #[tokio::test]
-#[ignore = "BUG: after a load fails because a `file` value is missing, creating that file is not noticed (only the last good policy's inputs are watched)"]
 async fn a_missing_value_file_created_after_a_failed_load_is_picked_up() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
