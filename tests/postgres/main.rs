@@ -1,0 +1,52 @@
+//! Black-box tests of the Postgres store (SPEC §2 "Stores", §4): the real binary against
+//! a real Postgres. Each test makes a database of its own (`envoi_t_<random>`) through
+//! `DATABASE_URL` and drops it when it ends, even when it fails. Without `DATABASE_URL`
+//! the tests that need one say so loudly and return (they fail instead when
+//! `ENVOI_REQUIRE_DATABASE=1`).
+//!
+//! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --test postgres`
+
+mod cli;
+mod import;
+mod outage;
+mod replicas;
+mod support;
+
+use support::{Db, Env, SIGNING_KEY};
+
+/// `store.kind = "postgres"` with neither `store.url` nor `DATABASE_URL`: `check` fails
+/// and names the setting. With `DATABASE_URL` (and a migrated database) it passes.
+#[test]
+fn check_without_a_url_names_store_url() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let config = dir.path().join("envoi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nsecrets = [{}]\n\n[store]\nkind = \"postgres\"\n",
+            support::toml_string(SIGNING_KEY)
+        ),
+    )
+    .expect("write the config");
+    let mut cmd = assert_cmd::Command::from_std(support::clean_command(dir.path()));
+    cmd.args(["check", "--config"])
+        .arg(&config)
+        .timeout(std::time::Duration::from_secs(20));
+    let ran = support::Ran::of(cmd).failure();
+    ran.stderr_names("store.url");
+    ran.stderr_names("DATABASE_URL");
+
+    // The same config works once DATABASE_URL names a database.
+    let Some(db) = Db::create("check_without_a_url_names_store_url") else {
+        return;
+    };
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    let mut cmd = assert_cmd::Command::from_std(support::clean_command(dir.path()));
+    cmd.args(["check", "--config"])
+        .arg(&config)
+        .env("DATABASE_URL", &db.url)
+        .timeout(std::time::Duration::from_secs(20));
+    let ran = support::Ran::of(cmd).success();
+    ran.stdout_names("postgres");
+}
