@@ -99,12 +99,7 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
         .map(|file| {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
-            Ok(Source {
-                name: file.display().to_string(),
-                base: file.parent().map(Path::to_path_buf),
-                path: Some(file),
-                text,
-            })
+            Ok(Source::new(file.display().to_string(), Some(file.clone()), file.parent().map(Path::to_path_buf), text))
         })
         .collect()
 }
@@ -168,18 +163,24 @@ struct Source {
     path: Option<PathBuf>,
     base: Option<PathBuf>,
     text: String,
+    /// Where each line starts, computed on first use: a policy of 100,000 grants asks for
+    /// as many locations.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl Source {
+    fn new(name: String, path: Option<PathBuf>, base: Option<PathBuf>, text: String) -> Self {
+        Self { name, path, base, text, line_starts: std::cell::OnceCell::new() }
+    }
+
     fn location(&self, offset: usize) -> String {
         if self.text.is_empty() {
             return self.name.clone();
         }
-        let line = self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1;
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0).chain(self.text.match_indices('\n').map(|(at, _)| at + 1)).collect()
+        });
+        let line = starts.partition_point(|start| *start <= offset);
         format!("{}:{}", self.name, line)
     }
 
@@ -247,24 +248,14 @@ impl<'k> Loader<'k> {
     /// Checks and compiles a policy that is already parsed (from the Postgres store, say);
     /// `origin` stands for the file and line in messages.
     pub fn load_doc(&self, origin: &str, doc: PolicyDoc) -> Result<Policy, PolicyError> {
-        let source = Source {
-            name: origin.to_owned(),
-            base: None,
-            path: None,
-            text: String::new(),
-        };
+        let source = Source::new(origin.to_owned(), None, None, String::new());
         compile_docs(std::slice::from_ref(&source), vec![(0, doc)], self.keyring)
     }
 
     /// Loads a policy from TOML text; `name` is used in messages and relative `file`
     /// paths are resolved against `base`.
     pub fn load_str(&self, name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
-        let source = Source {
-            name: name.to_owned(),
-            base: base.map(Path::to_path_buf),
-            path: None,
-            text: text.to_owned(),
-        };
+        let source = Source::new(name.to_owned(), None, base.map(Path::to_path_buf), text.to_owned());
         compile(std::slice::from_ref(&source), self.keyring)
     }
 }
