@@ -4,6 +4,7 @@
 use std::fmt;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -88,9 +89,10 @@ pub struct FileAttributes {
 pub struct Item {
     pub target: Target,
     /// Where the value comes from, for `explain`: "secret `db_password`", "inline env `X`"...
-    pub origin: String,
+    pub origin: Arc<str>,
     pub value: Value,
-    pub attributes: FileAttributes,
+    /// Only FILE items have attributes; most items are ENV, so they are boxed.
+    attributes: Option<Box<FileAttributes>>,
     wire: Wire,
 }
 
@@ -98,12 +100,14 @@ pub struct Item {
 /// JSON around the value, which is rendered per request.
 enum Wire {
     Static(SecretBytes),
-    Dynamic {
-        prefix: SecretBytes,
-        template: Template,
-        base64: bool,
-        suffix: SecretBytes,
-    },
+    Dynamic(Box<DynamicWire>),
+}
+
+struct DynamicWire {
+    prefix: SecretBytes,
+    template: Template,
+    base64: bool,
+    suffix: SecretBytes,
 }
 
 impl fmt::Debug for Item {
@@ -123,7 +127,7 @@ const MARKER: &str = "\u{1}envoi-value\u{1}";
 impl Item {
     /// Renders an item. An ENV value must be UTF-8; a FILE value that is not is sent
     /// base64 unless the policy asked for UTF-8, which is then an error.
-    pub fn new(target: Target, origin: String, value: Value, attributes: FileAttributes) -> Result<Self, String> {
+    pub fn new(target: Target, origin: Arc<str>, value: Value, attributes: FileAttributes) -> Result<Self, String> {
         let utf8 = match &value {
             Value::Static(bytes) => std::str::from_utf8(bytes.expose()).is_ok(),
             Value::Template(template) => template.is_utf8(),
@@ -156,33 +160,24 @@ impl Item {
                     .windows(marker.len())
                     .position(|w| w == marker.as_slice())
                     .expect("marker rendered");
-                Wire::Dynamic {
+                Wire::Dynamic(Box::new(DynamicWire {
                     prefix: SecretBytes::new(json[..at].to_vec()),
                     template: template.clone(),
                     base64,
                     suffix: SecretBytes::new(json[at + marker.len()..].to_vec()),
-                }
+                }))
             }
         };
-        Ok(Self {
-            target,
-            origin,
-            value,
-            attributes,
-            wire,
-        })
+        let attributes = (attributes != FileAttributes::default()).then(|| Box::new(attributes));
+        Ok(Self { target, origin, value, attributes, wire })
     }
 
     /// Appends the item as JSON for `workload`.
     pub fn write_json(&self, workload: &Workload, out: &mut Vec<u8>) {
         match &self.wire {
             Wire::Static(json) => out.extend_from_slice(json.expose()),
-            Wire::Dynamic {
-                prefix,
-                template,
-                base64,
-                suffix,
-            } => {
+            Wire::Dynamic(dynamic) => {
+                let DynamicWire { prefix, template, base64, suffix } = &**dynamic;
                 let mut value = Zeroizing::new(Vec::with_capacity(64));
                 template.render_into(workload, &mut value);
                 out.extend_from_slice(prefix.expose());
@@ -208,12 +203,8 @@ impl Item {
     pub fn identity(&self) -> Cow<'_, [u8]> {
         match &self.wire {
             Wire::Static(json) => Cow::Borrowed(json.expose()),
-            Wire::Dynamic {
-                prefix,
-                template,
-                suffix,
-                ..
-            } => {
+            Wire::Dynamic(dynamic) => {
+                let DynamicWire { prefix, template, suffix, .. } = &**dynamic;
                 let mut id = prefix.expose().to_vec();
                 id.extend_from_slice(&template.identity());
                 id.extend_from_slice(suffix.expose());
@@ -222,11 +213,18 @@ impl Item {
         }
     }
 
+    /// The FILE attributes (all unset for ENV items).
+    pub fn attributes(&self) -> &FileAttributes {
+        static NONE: FileAttributes =
+            FileAttributes { encoding: None, owner: None, group: None, permissions: None };
+        self.attributes.as_deref().unwrap_or(&NONE)
+    }
+
     /// An upper bound of the static part of the item's size, to size buffers.
     pub fn size_hint(&self) -> usize {
         match &self.wire {
             Wire::Static(json) => json.len(),
-            Wire::Dynamic { prefix, suffix, .. } => prefix.len() + suffix.len() + 64,
+            Wire::Dynamic(dynamic) => dynamic.prefix.len() + dynamic.suffix.len() + 64,
         }
     }
 }

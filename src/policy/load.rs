@@ -1,6 +1,7 @@
 //! From TOML text to a checked [`Policy`], with every problem named.
 
-use std::collections::HashMap;
+use ahash::{HashMap, HashMapExt as _};
+use std::sync::Arc;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -219,6 +220,8 @@ struct Compiler<'a> {
     resolved: HashMap<String, Option<Value>>,
     /// Every file read, policy files included: what a reload must watch.
     inputs: Vec<PathBuf>,
+    /// "secret `NAME`", once per secret however many items name it.
+    origins: HashMap<String, Arc<str>>,
 }
 
 /// Loads policies with the master keys that open their sealed values.
@@ -283,6 +286,7 @@ fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &K
         definitions: HashMap::new(),
         resolved: HashMap::new(),
         inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
+        origins: HashMap::new(),
     };
     let mut raw_grants = Vec::new();
     let mut names = Vec::new();
@@ -396,6 +400,15 @@ fn parse_mode(mode: &str) -> Result<String, String> {
 }
 
 impl Compiler<'_> {
+    fn secret_origin(&mut self, name: &str) -> Arc<str> {
+        if let Some(origin) = self.origins.get(name) {
+            return origin.clone();
+        }
+        let origin: Arc<str> = Arc::from(format!("secret `{name}`"));
+        self.origins.insert(name.to_owned(), origin.clone());
+        origin
+    }
+
     /// Resolves a named secret (and, for a template, those it names), once.
     fn resolve_secret(&mut self, name: &str, stack: &mut Vec<String>) -> Option<Value> {
         if let Some(done) = self.resolved.get(name) {
@@ -535,11 +548,11 @@ impl Compiler<'_> {
             }
             let (origin, value) = match value {
                 EnvSpec::Secret(name) => (
-                    format!("secret `{name}`"),
+                    self.secret_origin(&name),
                     self.named_secret(&format!("{what}: ENV {key}"), &name, &mut Vec::new()),
                 ),
                 EnvSpec::Inline(raw) => (
-                    inline_origin(&raw),
+                    Arc::from(inline_origin(&raw)),
                     self.read_source(source, &format!("{what}: ENV {key}"), &key, &raw, &mut Vec::new()),
                 ),
             };
@@ -579,11 +592,11 @@ impl Compiler<'_> {
             .any(|v| v.is_some());
             let (origin, value) = match (file.secret, has_inline) {
                 (Some(name), false) => (
-                    format!("secret `{name}`"),
+                    self.secret_origin(&name),
                     self.named_secret(&format!("{what}: {target}"), &name, &mut Vec::new()),
                 ),
                 (None, true) => (
-                    inline_origin(&inline),
+                    Arc::from(inline_origin(&inline)),
                     self.read_source(
                         source,
                         &format!("{what}: {target}"),
@@ -628,7 +641,7 @@ impl Compiler<'_> {
         what: &str,
         items: &mut Vec<Item>,
         target: Target,
-        origin: String,
+        origin: Arc<str>,
         value: Value,
         attributes: FileAttributes,
     ) {
@@ -745,7 +758,7 @@ fn find_conflicts(grants: &[Grant]) -> Vec<String> {
         }
     }
     let mut problems = Vec::new();
-    let mut reported = std::collections::HashSet::new();
+    let mut reported = ahash::HashSet::default();
     for ((target, _, _), entries) in &buckets {
         for (n, (a, item_a)) in entries.iter().enumerate() {
             for (b, item_b) in &entries[n + 1..] {

@@ -9,7 +9,7 @@ mod selector;
 mod template;
 mod value;
 
-use std::collections::HashMap;
+use ahash::{HashMap, HashMapExt as _};
 use std::fmt;
 
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};

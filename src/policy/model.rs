@@ -58,7 +58,7 @@ pub struct GrantSpec {
 #[serde(untagged)]
 pub enum EnvSpec {
     Secret(String),
-    Inline(SourceSpec),
+    Inline(Box<SourceSpec>),
 }
 
 impl<'de> Deserialize<'de> for EnvSpec {
@@ -73,7 +73,7 @@ impl<'de> Deserialize<'de> for EnvSpec {
                 Ok(EnvSpec::Secret(s.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                SourceSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(EnvSpec::Inline)
+                SourceSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(|s| EnvSpec::Inline(Box::new(s)))
             }
         }
         d.deserialize_any(V)

@@ -2,17 +2,29 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 /// Bytes of a secret value (or of anything that contains one, like a rendered answer
 /// fragment). `Debug` is masked; the bytes are read only to write a response or, on
 /// explicit request, `explain --show-values`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretBytes(Zeroizing<Vec<u8>>);
+///
+/// Shared, not copied: a secret granted to 100,000 workloads is held once.
+#[derive(Clone)]
+pub struct SecretBytes(Arc<Zeroizing<Box<[u8]>>>);
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self(Arc::new(Zeroizing::new(bytes.into_boxed_slice())))
     }
 
     pub fn expose(&self) -> &[u8] {

@@ -613,7 +613,7 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
         if item.kind == "ENV" {
             let entry = match item.secret {
                 Some(name) => EnvSpec::Secret(name),
-                None => EnvSpec::Inline(inline),
+                None => EnvSpec::Inline(Box::new(inline)),
             };
             spec.env.insert(item.target, entry);
             continue;
