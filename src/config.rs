@@ -54,6 +54,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub max_tls_handshakes: usize,
     pub backlog: u32,
+    pub max_header_bytes: usize,
     pub auth_failure_limit: u32,
     pub auth_failure_exempt: Vec<String>,
     pub tls: TlsSettings,
@@ -258,6 +259,7 @@ impl Settings {
             max_connections: server.max_connections.max(1),
             max_connection_rate: server.max_tls_handshakes.max(1),
             backlog: server.backlog.max(1),
+            max_header_bytes: server.max_header_bytes.max(1024),
         };
         let tls = match (&server.tls.cert, &server.tls.key) {
             (Some(cert), Some(key)) => {

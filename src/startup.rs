@@ -42,6 +42,8 @@ pub struct Limits {
     /// Concurrent TLS handshakes per worker.
     pub max_connection_rate: usize,
     pub backlog: u32,
+    /// The request head's header fields, names and values, in bytes; past it, 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +56,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connection_rate: 256,
             backlog: 1024,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -71,6 +74,20 @@ pub struct Application {
     server: Server,
     address: SocketAddr,
     admin: Option<(Server, SocketAddr)>,
+}
+
+/// Why a request is refused before routing, if it is.
+fn refuse(req: &ServiceRequest, max_header_bytes: usize) -> Option<ApiError> {
+    let headers = req.headers();
+    // actix-http itself takes heads up to 128 KiB; the protocol needs one short header.
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > max_header_bytes {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    has_body(req).then_some(ApiError::BodyNotAllowed)
 }
 
 /// A request with a body is refused: the protocol has none.
@@ -96,6 +113,7 @@ impl Application {
         let metrics_here = edges.admin_listen.is_none();
         let app_state = state.clone();
         let limits = &edges.limits;
+        let max_header_bytes = limits.max_header_bytes;
         let mut server = HttpServer::new(move || {
             let state = app_state.clone();
             // Each worker counts into its own metrics: no shared cache line per request.
@@ -107,12 +125,14 @@ impl Application {
                 .wrap_fn(move |req: ServiceRequest, service| {
                     let started = Instant::now();
                     let observe = observe.clone();
-                    let answer = if has_body(&req) {
-                        state
-                            .registry
-                            .bodies_refused
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let refused: ServiceResponse<BoxBody> = req.error_response(ApiError::BodyNotAllowed);
+                    let answer = if let Some(refusal) = refuse(&req, max_header_bytes) {
+                        if matches!(refusal, ApiError::BodyNotAllowed) {
+                            state
+                                .registry
+                                .bodies_refused
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        let refused: ServiceResponse<BoxBody> = req.error_response(refusal);
                         Either::Left(std::future::ready(Ok(refused)))
                     } else {
                         Either::Right(service.call(req))

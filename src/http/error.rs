@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound,
     #[error("request carried a body")]
     BodyNotAllowed,
+    #[error("request headers too large")]
+    HeadersTooLarge,
 }
 
 /// Seconds a client should wait before asking again while no policy is loaded.
@@ -33,6 +35,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BodyNotAllowed => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -58,6 +61,7 @@ impl ResponseError for ApiError {
             }
             Self::NotFound => r#"{"error":"not found"}"#,
             Self::BodyNotAllowed => r#"{"error":"request bodies are not accepted"}"#,
+            Self::HeadersTooLarge => r#"{"error":"request headers too large"}"#,
         };
         response.content_type(mime_json()).body(body)
     }

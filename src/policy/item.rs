@@ -169,7 +169,13 @@ impl Item {
             }
         };
         let attributes = (attributes != FileAttributes::default()).then(|| Box::new(attributes));
-        Ok(Self { target, origin, value, attributes, wire })
+        Ok(Self {
+            target,
+            origin,
+            value,
+            attributes,
+            wire,
+        })
     }
 
     /// Appends the item as JSON for `workload`.
@@ -177,7 +183,12 @@ impl Item {
         match &self.wire {
             Wire::Static(json) => out.extend_from_slice(json.expose()),
             Wire::Dynamic(dynamic) => {
-                let DynamicWire { prefix, template, base64, suffix } = &**dynamic;
+                let DynamicWire {
+                    prefix,
+                    template,
+                    base64,
+                    suffix,
+                } = &**dynamic;
                 let mut value = Zeroizing::new(Vec::with_capacity(64));
                 template.render_into(workload, &mut value);
                 out.extend_from_slice(prefix.expose());
@@ -204,7 +215,12 @@ impl Item {
         match &self.wire {
             Wire::Static(json) => Cow::Borrowed(json.expose()),
             Wire::Dynamic(dynamic) => {
-                let DynamicWire { prefix, template, suffix, .. } = &**dynamic;
+                let DynamicWire {
+                    prefix,
+                    template,
+                    suffix,
+                    ..
+                } = &**dynamic;
                 let mut id = prefix.expose().to_vec();
                 id.extend_from_slice(&template.identity());
                 id.extend_from_slice(suffix.expose());
@@ -215,8 +231,12 @@ impl Item {
 
     /// The FILE attributes (all unset for ENV items).
     pub fn attributes(&self) -> &FileAttributes {
-        static NONE: FileAttributes =
-            FileAttributes { encoding: None, owner: None, group: None, permissions: None };
+        static NONE: FileAttributes = FileAttributes {
+            encoding: None,
+            owner: None,
+            group: None,
+            permissions: None,
+        };
         self.attributes.as_deref().unwrap_or(&NONE)
     }
 

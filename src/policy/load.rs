@@ -1,9 +1,9 @@
 //! From TOML text to a checked [`Policy`], with every problem named.
 
 use ahash::{HashMap, HashMapExt as _};
-use std::sync::Arc;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PolicyDoc, SourceSpec};
 
@@ -100,10 +100,21 @@ fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
         .map(|file| {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
-            Ok(Source::new(file.display().to_string(), Some(file.clone()), file.parent().map(Path::to_path_buf), text))
+            Ok(Source::new(
+                file.display().to_string(),
+                Some(file.clone()),
+                file.parent().map(Path::to_path_buf),
+                text,
+            ))
         })
         .collect()
 }
+
+/// How deep templates may splice templates.
+pub const MAX_TEMPLATE_DEPTH: usize = 32;
+/// The largest value envoi serves (1 MiB): a bound on what a `file` read or a template
+/// expansion may cost.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// Reads a `value`, `env` or `file` source; `None` for `sealed` and `template`, which
 /// need a keyring or other secrets. Relative files are resolved against `base`.
@@ -122,9 +133,23 @@ pub fn read_plain(spec: &SourceSpec, base: Option<&Path>) -> Result<Option<Secre
             Some(base) if Path::new(file).is_relative() => base.join(file),
             _ => PathBuf::from(file),
         };
-        return std::fs::read(&path)
-            .map(|bytes| Some(SecretBytes::new(bytes)))
-            .map_err(|e| format!("cannot read file {}: {}", path.display(), io_reason(&e)));
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::Read as _;
+            let mut bytes = Vec::new();
+            // One byte past the bound tells an oversized file (or /dev/zero) from a full one.
+            std::fs::File::open(&path)?
+                .take(MAX_VALUE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        return match read() {
+            Ok(bytes) if bytes.len() > MAX_VALUE_BYTES => Err(format!(
+                "file {} is larger than {MAX_VALUE_BYTES} bytes",
+                path.display()
+            )),
+            Ok(bytes) => Ok(Some(SecretBytes::new(bytes))),
+            Err(e) => Err(format!("cannot read file {}: {}", path.display(), io_reason(&e))),
+        };
     }
     Ok(None)
 }
@@ -171,7 +196,13 @@ struct Source {
 
 impl Source {
     fn new(name: String, path: Option<PathBuf>, base: Option<PathBuf>, text: String) -> Self {
-        Self { name, path, base, text, line_starts: std::cell::OnceCell::new() }
+        Self {
+            name,
+            path,
+            base,
+            text,
+            line_starts: std::cell::OnceCell::new(),
+        }
     }
 
     fn location(&self, offset: usize) -> String {
@@ -179,7 +210,9 @@ impl Source {
             return self.name.clone();
         }
         let starts = self.line_starts.get_or_init(|| {
-            std::iter::once(0).chain(self.text.match_indices('\n').map(|(at, _)| at + 1)).collect()
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
         });
         let line = starts.partition_point(|start| *start <= offset);
         format!("{}:{}", self.name, line)
@@ -425,8 +458,17 @@ impl Compiler<'_> {
             ));
             return None;
         };
-        stack.push(name.to_owned());
         let what = format!("secret `{name}` ({})", definition.location);
+        if stack.len() >= MAX_TEMPLATE_DEPTH {
+            // Resolution recurses once per level: a bound keeps a hostile chain from
+            // overflowing the stack of the thread that loads (and serves).
+            self.problems.push(format!(
+                "{what}: templates nest more than {MAX_TEMPLATE_DEPTH} levels deep"
+            ));
+            self.resolved.insert(name.to_owned(), None);
+            return None;
+        }
+        stack.push(name.to_owned());
         let value = self.read_source(definition.source, &what, name, &definition.raw, stack);
         stack.pop();
         self.resolved.insert(name.to_owned(), value.clone());
@@ -511,6 +553,16 @@ impl Compiler<'_> {
                     None => complete = false,
                 },
             }
+        }
+        let size: usize = spliced
+            .iter()
+            .map(|p| if let Part::Text(t) = p { t.len() } else { 0 })
+            .sum();
+        if complete && size > MAX_VALUE_BYTES {
+            self.problems.push(format!(
+                "{what}: the template renders to more than {MAX_VALUE_BYTES} bytes"
+            ));
+            return None;
         }
         complete.then(|| match Template::new(spliced) {
             Ok(template) => Value::Template(template),

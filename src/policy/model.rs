@@ -73,7 +73,8 @@ impl<'de> Deserialize<'de> for EnvSpec {
                 Ok(EnvSpec::Secret(s.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                SourceSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(|s| EnvSpec::Inline(Box::new(s)))
+                SourceSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| EnvSpec::Inline(Box::new(s)))
             }
         }
         d.deserialize_any(V)

@@ -24,8 +24,9 @@ use cases::{Case, Request, Want};
 use support::*;
 
 /// The only bodies an error answer may have: short, generic, fixed.
-const GENERIC_BODIES: [&str; 5] = [
+const GENERIC_BODIES: [&str; 6] = [
     r#"{"error":"unauthorized"}"#,
+    r#"{"error":"request headers too large"}"#,
     r#"{"error":"method not allowed"}"#,
     r#"{"error":"not found"}"#,
     r#"{"error":"request bodies are not accepted"}"#,
