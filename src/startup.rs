@@ -56,7 +56,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connection_rate: 256,
             backlog: 1024,
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

@@ -9,25 +9,35 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Keeps the background log writer running; dropping it flushes what is buffered.
+#[must_use = "logs written in the background are flushed when this is dropped"]
+pub struct LogGuard {
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber, writing to standard error so that standard output
-/// stays for what commands print.
-pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
+/// stays for what commands print. With `background`, lines are written by a thread of
+/// their own, so that a request never waits on the terminal or the log collector's pipe
+/// (nothing is dropped: a full buffer makes the logging thread wait, not the line vanish).
+pub fn init(level: &str, format: LogFormat, background: bool) -> Result<LogGuard, String> {
     let filter = EnvFilter::try_new(level).map_err(|e| format!("setting `log.level` (ENVOI__LOG__LEVEL): {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (writer, guard) = if background {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("envoi-log")
+            .finish(std::io::stderr());
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer), Some(guard))
+    } else {
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None)
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
     };
     // A second initialisation (in tests) keeps the first subscriber.
     let _ = result;
-    Ok(())
+    Ok(LogGuard { _worker: guard })
 }
 
 /// The root span of a request: method, route, status and request id. Never headers,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{init_logs, init_quiet_logs, run_server, server_options, CommandError};
+use super::{init_quiet_logs, run_server, server_options, CommandError};
 use crate::auth::{SigningKey, Verifier};
 use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, SecretCommand};
 use crate::config::Settings;
@@ -235,7 +235,6 @@ fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
 /// `serve` on the Postgres store: the server starts at once and answers 503 until the
 /// first snapshot loads; the sync task keeps it current.
 pub(super) fn serve(settings: &Settings, keys: &[SigningKey]) -> Result<(), CommandError> {
-    init_logs(settings)?;
     let store = store(settings)?;
     let holder = Arc::new(PolicyHolder::new());
     let max_staleness = match settings.store.max_staleness_seconds {
