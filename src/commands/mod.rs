@@ -73,14 +73,14 @@ fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
     }
 }
 
-/// Logs for `serve`: as configured, written in the background.
-pub(crate) fn init_logs(settings: &Settings) -> Result<crate::telemetry::LogGuard, CommandError> {
-    crate::telemetry::init(&settings.log.level, settings.log.format, true).map_err(CommandError::Other)
+/// Logs for `serve`, as configured.
+pub(crate) fn init_logs(settings: &Settings) -> Result<(), CommandError> {
+    crate::telemetry::init(&settings.log.level, settings.log.format).map_err(CommandError::Other)
 }
 
 /// Logs for commands other than `serve`: warnings and errors only.
 pub(crate) fn init_quiet_logs() {
-    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty, false);
+    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty);
 }
 
 pub(crate) fn server_options(settings: &Settings) -> ServerOptions {
@@ -93,7 +93,7 @@ pub(crate) fn server_options(settings: &Settings) -> ServerOptions {
 
 fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
-    let _logs = init_logs(&settings)?;
+    init_logs(&settings)?;
     let keys = settings.signing_keys()?;
     if settings.store.kind == StoreKind::Postgres {
         return pg::serve(&settings, &keys);
@@ -139,7 +139,7 @@ async fn reload_on_sighup(reload: Option<reload::ReloadHandle>, certs: Option<Ar
 
 fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
-    let _logs = init_logs(&settings)?;
+    init_logs(&settings)?;
     let policy = policy::load_str("example-policy.toml (embedded)", EXAMPLE_POLICY, None)?;
     let key = SigningKey::new(SecretString::from(random_hex(32)));
     let state = AppState::new(
