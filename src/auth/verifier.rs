@@ -155,7 +155,10 @@ impl<'de> Deserialize<'de> for NumericDate {
 impl Verifier {
     pub fn new(keys: &[SigningKey], rules: TokenRules) -> Self {
         Self {
-            keys: keys.iter().map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.bytes())).collect(),
+            keys: keys
+                .iter()
+                .map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.bytes()))
+                .collect(),
             rules,
         }
     }
@@ -197,7 +200,11 @@ impl Verifier {
         };
         let signed = &token.as_bytes()[..header64.len() + 1 + claims64.len()];
         // ring compares in constant time.
-        if !self.keys.iter().any(|key| ring::hmac::verify(key, signed, signature).is_ok()) {
+        if !self
+            .keys
+            .iter()
+            .any(|key| ring::hmac::verify(key, signed, signature).is_ok())
+        {
             return Err(AuthError::BadSignature);
         }
 

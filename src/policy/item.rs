@@ -12,7 +12,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::template::Template;
-use super::value::{SecretBytes, Value};
+use super::value::Value;
 use crate::auth::Workload;
 
 /// Where an item lands in the workload. ENV items sort before FILE items, each by name.
@@ -99,15 +99,32 @@ pub struct Item {
 /// The item exactly as it goes on the wire: whole when the value is static, else the
 /// JSON around the value, which is rendered per request.
 enum Wire {
-    Static(SecretBytes),
+    Static(WireBytes),
     Dynamic(Box<DynamicWire>),
 }
 
 struct DynamicWire {
-    prefix: SecretBytes,
+    prefix: WireBytes,
     template: Template,
     base64: bool,
-    suffix: SecretBytes,
+    suffix: WireBytes,
+}
+
+/// JSON that holds a value: one allocation, wiped on drop, never printed.
+struct WireBytes(Zeroizing<Box<[u8]>>);
+
+impl WireBytes {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes.into_boxed_slice()))
+    }
+
+    fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl fmt::Debug for Item {
@@ -151,7 +168,7 @@ impl Item {
                 } else {
                     Zeroizing::new(String::from_utf8(bytes.expose().to_vec()).expect("checked UTF-8"))
                 };
-                Wire::Static(SecretBytes::new(wire_json(&target, &data, encoding, &attributes)))
+                Wire::Static(WireBytes::new(wire_json(&target, &data, encoding, &attributes)))
             }
             Value::Template(template) => {
                 let json = wire_json(&target, MARKER, encoding, &attributes);
@@ -161,10 +178,10 @@ impl Item {
                     .position(|w| w == marker.as_slice())
                     .expect("marker rendered");
                 Wire::Dynamic(Box::new(DynamicWire {
-                    prefix: SecretBytes::new(json[..at].to_vec()),
+                    prefix: WireBytes::new(json[..at].to_vec()),
                     template: template.clone(),
                     base64,
-                    suffix: SecretBytes::new(json[at + marker.len()..].to_vec()),
+                    suffix: WireBytes::new(json[at + marker.len()..].to_vec()),
                 }))
             }
         };

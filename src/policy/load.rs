@@ -11,7 +11,7 @@ use super::item::{FileAttributes, Item, Ownership, PermissionPolicy, Permissions
 use super::selector::{Pattern, Selector};
 use super::template::{self, Part, RawPart, Template};
 use super::value::{SecretBytes, Value};
-use super::{Grant, Policy};
+use super::{Grant, Location, Policy};
 use crate::seal::Keyring;
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
@@ -192,6 +192,7 @@ struct Source {
     /// Where each line starts, computed on first use: a policy of 100,000 grants asks for
     /// as many locations.
     line_starts: std::cell::OnceCell<Vec<usize>>,
+    shared_name: std::cell::OnceCell<Arc<str>>,
 }
 
 impl Source {
@@ -202,20 +203,25 @@ impl Source {
             base,
             text,
             line_starts: std::cell::OnceCell::new(),
+            shared_name: std::cell::OnceCell::new(),
         }
     }
 
-    fn location(&self, offset: usize) -> String {
+    /// Where `offset` stands, as a shared file name and a line number.
+    fn place(&self, offset: usize) -> Location {
+        let file = self.shared_name.get_or_init(|| Arc::from(self.name.as_str())).clone();
         if self.text.is_empty() {
-            return self.name.clone();
+            return Location { file, line: 0 };
         }
         let starts = self.line_starts.get_or_init(|| {
-            std::iter::once(0)
-                .chain(self.text.match_indices('\n').map(|(at, _)| at + 1))
-                .collect()
+            std::iter::once(0).chain(self.text.match_indices('\n').map(|(at, _)| at + 1)).collect()
         });
         let line = starts.partition_point(|start| *start <= offset);
-        format!("{}:{}", self.name, line)
+        Location { file, line: u32::try_from(line).unwrap_or(u32::MAX) }
+    }
+
+    fn location(&self, offset: usize) -> String {
+        self.place(offset).to_string()
     }
 
     fn resolve(&self, path: &str) -> PathBuf {
@@ -357,7 +363,7 @@ fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &K
 
     let mut grants = Vec::with_capacity(raw_grants.len());
     for (index, spanned) in raw_grants {
-        let location = sources[index].location(spanned.span().start);
+        let location = sources[index].place(spanned.span().start);
         if let Some(grant) = compiler.grant(index, location, spanned.into_inner()) {
             grants.push(grant);
         }
@@ -570,8 +576,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn grant(&mut self, source: usize, location: String, raw: GrantSpec) -> Option<Grant> {
-        let label = raw.name.clone().unwrap_or_else(|| location.clone());
+    fn grant(&mut self, source: usize, location: Location, raw: GrantSpec) -> Option<Grant> {
         let what = match &raw.name {
             Some(name) => format!("grant `{name}` ({location})"),
             None => format!("grant at {location}"),
@@ -680,11 +685,11 @@ impl Compiler<'_> {
         items.sort_by(|a, b| a.target.cmp(&b.target));
         let specificity = selector.specificity();
         Some(Grant {
-            label,
+            name: raw.name.map(String::into_boxed_str),
             location,
             selector,
             specificity,
-            items,
+            items: items.into_boxed_slice(),
         })
     }
 

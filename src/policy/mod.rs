@@ -21,34 +21,43 @@ use crate::auth::Workload;
 
 /// A grant: who (selector) receives what (items, sorted by target).
 pub struct Grant {
-    /// The grant's name, or where it stands (`policy.toml:12`) when it has none.
-    pub label: String,
-    /// `file:line` of the grant.
-    pub location: String,
+    pub name: Option<Box<str>>,
+    pub location: Location,
     pub selector: Selector,
     pub specificity: Specificity,
-    pub items: Vec<Item>,
+    pub items: Box<[Item]>,
+}
+
+/// Where a grant or secret is written: `policy.toml:12`, or `postgres`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Shared by every grant of the file.
+    pub file: std::sync::Arc<str>,
+    /// 0 when the source has no lines.
+    pub line: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => f.write_str(&self.file),
+            line => write!(f, "{}:{line}", self.file),
+        }
+    }
 }
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Grant({} at {}, {} items)",
-            self.label,
-            self.location,
-            self.items.len()
-        )
+        write!(f, "Grant({}, {} items)", self.describe(), self.items.len())
     }
 }
 
 impl Grant {
     /// How errors and `explain` name the grant.
     pub fn describe(&self) -> String {
-        if self.label == self.location {
-            format!("grant at {}", self.location)
-        } else {
-            format!("grant `{}` ({})", self.label, self.location)
+        match &self.name {
+            Some(name) => format!("grant `{name}` ({})", self.location),
+            None => format!("grant at {}", self.location),
         }
     }
 }

@@ -47,8 +47,8 @@ pub struct GrantSpec {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, EnvSpec>,
+    #[serde(default, skip_serializing_if = "EnvTable::is_empty")]
+    pub env: EnvTable,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSpec>,
 }
@@ -172,5 +172,74 @@ impl<'de> Deserialize<'de> for OwnerSpec {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A grant's `env` table, kept as a list: a map per grant would cost a B-tree node
+/// (over half a kilobyte) each, which for a policy of 100,000 grants is tens of megabytes.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EnvTable(Vec<(String, EnvSpec)>);
+
+impl EnvTable {
+    pub fn insert(&mut self, key: String, value: EnvSpec) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for EnvTable {
+    type Item = (String, EnvSpec);
+    type IntoIter = std::vec::IntoIter<(String, EnvSpec)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a EnvTable {
+    type Item = &'a (String, EnvSpec);
+    type IntoIter = std::slice::Iter<'a, (String, EnvSpec)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for EnvTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnvTable;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of ENV keys")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(entry) = map.next_entry::<String, EnvSpec>()? {
+                    entries.push(entry);
+                }
+                Ok(EnvTable(entries))
+            }
+        }
+        d.deserialize_map(V)
     }
 }

@@ -10,8 +10,8 @@ use crate::auth::Workload;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Pattern {
     Any,
-    Exact(String),
-    Glob(Glob),
+    Exact(Box<str>),
+    Glob(Box<Glob>),
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Pattern {
             return Ok(Self::Any);
         }
         if !text.contains(['*', '?']) {
-            return Ok(Self::Exact(text.to_owned()));
+            return Ok(Self::Exact(text.into()));
         }
         let mut tokens = Vec::with_capacity(text.len());
         for c in text.chars() {
@@ -57,17 +57,13 @@ impl Pattern {
             }
         }
         let literal_len = tokens.iter().filter(|t| matches!(t, Token::Char(_))).count();
-        Ok(Self::Glob(Glob {
-            source: text.to_owned(),
-            tokens,
-            literal_len,
-        }))
+        Ok(Self::Glob(Box::new(Glob { source: text.to_owned(), tokens, literal_len })))
     }
 
     pub fn matches(&self, name: &str) -> bool {
         match self {
             Self::Any => true,
-            Self::Exact(exact) => exact == name,
+            Self::Exact(exact) => **exact == *name,
             Self::Glob(glob) => glob.matches(name),
         }
     }
@@ -97,11 +93,11 @@ impl Pattern {
             },
             Self::Glob(g) => FieldRank {
                 class: 1,
-                literal_len: g.literal_len,
+                literal_len: u16::try_from(g.literal_len).unwrap_or(u16::MAX),
             },
             Self::Exact(e) => FieldRank {
                 class: 2,
-                literal_len: e.chars().count(),
+                literal_len: u16::try_from(e.chars().count()).unwrap_or(u16::MAX),
             },
         }
     }
@@ -239,7 +235,7 @@ pub struct Specificity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct FieldRank {
     class: u8,
-    literal_len: usize,
+    literal_len: u16,
 }
 
 impl Specificity {

@@ -601,7 +601,7 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
         project: selector_field(row.project),
         kind: selector_field(row.kind),
         id: selector_field(row.object_id),
-        env: BTreeMap::new(),
+        env: Default::default(),
         files: Vec::new(),
     };
     for item in items {
