@@ -260,7 +260,7 @@ fn explain(config: Option<&Path>, args: &ExplainArgs) -> Result<(), CommandError
         writeln!(out, "{workload} receives {} item(s)", explained.len())?;
         for entry in &explained {
             let value = if args.show_values {
-                let rendered = entry.item.value.render(&workload);
+                let rendered = entry.item.value(&workload);
                 match std::str::from_utf8(rendered.expose()) {
                     Ok(text) => format!("{text:?}"),
                     Err(_) => {

@@ -12,14 +12,14 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::template::Template;
-use super::value::Value;
+use super::value::{SecretBytes, Value};
 use crate::auth::Workload;
 
 /// Where an item lands in the workload. ENV items sort before FILE items, each by name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Target {
-    Env(String),
-    File(String),
+    Env(Box<str>),
+    File(Box<str>),
 }
 
 impl fmt::Display for Target {
@@ -90,7 +90,9 @@ pub struct Item {
     pub target: Target,
     /// Where the value comes from, for `explain`: "secret `db_password`", "inline env `X`"...
     pub origin: Arc<str>,
-    pub value: Value,
+    /// The value where it is cheap to keep: a shared secret or a template. An inline
+    /// value lives only in the wire JSON and is read back from it for `explain`.
+    value: Option<Value>,
     /// Only FILE items have attributes; most items are ENV, so they are boxed.
     attributes: Option<Box<FileAttributes>>,
     wire: Wire,
@@ -144,7 +146,15 @@ const MARKER: &str = "\u{1}envoi-value\u{1}";
 impl Item {
     /// Renders an item. An ENV value must be UTF-8; a FILE value that is not is sent
     /// base64 unless the policy asked for UTF-8, which is then an error.
-    pub fn new(target: Target, origin: Arc<str>, value: Value, attributes: FileAttributes) -> Result<Self, String> {
+    /// `shared`: the value is a named secret's, held elsewhere anyway.
+    pub fn new(
+        target: Target,
+        origin: Arc<str>,
+        value: Value,
+        shared: bool,
+        attributes: FileAttributes,
+    ) -> Result<Self, String> {
+        let shared = shared || matches!(value, Value::Template(_));
         let utf8 = match &value {
             Value::Static(bytes) => std::str::from_utf8(bytes.expose()).is_ok(),
             Value::Template(template) => template.is_utf8(),
@@ -186,6 +196,7 @@ impl Item {
             }
         };
         let attributes = (attributes != FileAttributes::default()).then(|| Box::new(attributes));
+        let value = shared.then_some(value);
         Ok(Self {
             target,
             origin,
@@ -243,6 +254,28 @@ impl Item {
                 id.extend_from_slice(suffix.expose());
                 Cow::Owned(id)
             }
+        }
+    }
+
+    /// The value `workload` receives, as bytes.
+    pub fn value(&self, workload: &Workload) -> SecretBytes {
+        if let Some(value) = &self.value {
+            return value.render(workload);
+        }
+        let Wire::Static(json) = &self.wire else {
+            unreachable!("dynamic items keep their template")
+        };
+        #[derive(serde::Deserialize)]
+        struct Wired {
+            value: Option<String>,
+            data: Option<String>,
+            encoding: Option<Encoding>,
+        }
+        let wired: Wired = serde_json::from_slice(json.expose()).expect("envoi wrote this JSON");
+        let text = zeroize::Zeroizing::new(wired.value.or(wired.data).unwrap_or_default());
+        match wired.encoding {
+            Some(Encoding::Base64) => SecretBytes::new(STANDARD.decode(text.as_bytes()).expect("envoi encoded this")),
+            _ => SecretBytes::new(text.as_bytes().to_vec()),
         }
     }
 

@@ -1,9 +1,11 @@
 //! From TOML text to a checked [`Policy`], with every problem named.
 
-use ahash::{HashMap, HashMapExt as _};
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use ahash::{HashMap, HashMapExt as _};
 
 use super::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PolicyDoc, SourceSpec};
 
@@ -167,7 +169,7 @@ pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
     for source in read_sources(path)? {
-        match toml::from_str::<PolicyDoc>(&source.text) {
+        match toml::from_str::<PolicyDoc>(&source.text.borrow()) {
             Ok(doc) => files.push(ParsedFile {
                 name: source.name,
                 base: source.base,
@@ -188,10 +190,11 @@ struct Source {
     /// The file it was read from, if any.
     path: Option<PathBuf>,
     base: Option<PathBuf>,
-    text: String,
+    /// Released once the file is compiled: a policy folder is never all in memory twice.
+    text: RefCell<String>,
     /// Where each line starts, computed on first use: a policy of 100,000 grants asks for
     /// as many locations.
-    line_starts: std::cell::OnceCell<Vec<usize>>,
+    line_starts: RefCell<Option<Vec<usize>>>,
     shared_name: std::cell::OnceCell<Arc<str>>,
 }
 
@@ -201,23 +204,36 @@ impl Source {
             name,
             path,
             base,
-            text,
-            line_starts: std::cell::OnceCell::new(),
+            text: RefCell::new(text),
+            line_starts: RefCell::new(None),
             shared_name: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Drops the text and its line index; locations are no longer asked for.
+    fn release(&self) {
+        *self.text.borrow_mut() = String::new();
+        *self.line_starts.borrow_mut() = None;
     }
 
     /// Where `offset` stands, as a shared file name and a line number.
     fn place(&self, offset: usize) -> Location {
         let file = self.shared_name.get_or_init(|| Arc::from(self.name.as_str())).clone();
-        if self.text.is_empty() {
+        let text = self.text.borrow();
+        if text.is_empty() {
             return Location { file, line: 0 };
         }
-        let starts = self.line_starts.get_or_init(|| {
-            std::iter::once(0).chain(self.text.match_indices('\n').map(|(at, _)| at + 1)).collect()
+        let mut starts = self.line_starts.borrow_mut();
+        let starts = starts.get_or_insert_with(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
         });
         let line = starts.partition_point(|start| *start <= offset);
-        Location { file, line: u32::try_from(line).unwrap_or(u32::MAX) }
+        Location {
+            file,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+        }
     }
 
     fn location(&self, offset: usize) -> String {
@@ -255,6 +271,8 @@ struct Compiler<'a> {
     keyring: &'a Keyring,
     problems: Vec<String>,
     definitions: HashMap<String, Definition>,
+    /// Where each secret was first defined, kept after its definition is resolved.
+    defined: HashMap<String, String>,
     /// Secrets resolved so far; `None` for one whose problem is already recorded.
     resolved: HashMap<String, Option<Value>>,
     /// Every file read, policy files included: what a reload must watch.
@@ -291,7 +309,11 @@ impl<'k> Loader<'k> {
     /// `origin` stands for the file and line in messages.
     pub fn load_doc(&self, origin: &str, doc: PolicyDoc) -> Result<Policy, PolicyError> {
         let source = Source::new(origin.to_owned(), None, None, String::new());
-        compile_docs(std::slice::from_ref(&source), vec![(0, doc)], self.keyring)
+        compile_docs(
+            std::slice::from_ref(&source),
+            std::iter::once(Ok((0, doc))),
+            self.keyring,
+        )
     }
 
     /// Loads a policy from TOML text; `name` is used in messages and relative `file`
@@ -303,33 +325,44 @@ impl<'k> Loader<'k> {
 }
 
 fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
-    let mut problems = Vec::new();
-    let mut docs = Vec::with_capacity(sources.len());
-    for (index, source) in sources.iter().enumerate() {
-        match toml::from_str::<PolicyDoc>(&source.text) {
-            Ok(doc) => docs.push((index, doc)),
-            Err(e) => problems.push(syntax_problem(source, &e)),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(PolicyError::new(problems));
-    }
+    let docs = sources.iter().enumerate().map(|(index, source)| {
+        toml::from_str::<PolicyDoc>(&source.text.borrow())
+            .map(|doc| (index, doc))
+            .map_err(|e| syntax_problem(source, &e))
+    });
     compile_docs(sources, docs, keyring)
 }
 
-fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &Keyring) -> Result<Policy, PolicyError> {
+/// Compiles documents as they come. A grant whose secrets are all defined already is
+/// compiled at once and its document dropped, so that a policy folder of many files
+/// never holds every parsed file at the same time; the others wait for the last file.
+fn compile_docs(
+    sources: &[Source],
+    docs: impl Iterator<Item = Result<(usize, PolicyDoc), String>>,
+    keyring: &Keyring,
+) -> Result<Policy, PolicyError> {
     let mut compiler = Compiler {
         sources,
         keyring,
         problems: Vec::new(),
         definitions: HashMap::new(),
+        defined: HashMap::new(),
         resolved: HashMap::new(),
         inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
         origins: HashMap::new(),
     };
-    let mut raw_grants = Vec::new();
-    let mut names = Vec::new();
-    for (index, raw) in parsed {
+    let mut syntax = Vec::new();
+    let mut waiting = Vec::new();
+    let mut grants: Vec<(usize, Grant)> = Vec::new();
+    let mut position = 0;
+    for doc in docs {
+        let (index, raw) = match doc {
+            Ok(parsed) => parsed,
+            Err(problem) => {
+                syntax.push(problem);
+                continue;
+            }
+        };
         let source = &sources[index];
         for (name, spanned) in raw.secrets {
             let location = source.location(spanned.span().start);
@@ -338,14 +371,13 @@ fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &K
                     "{location}: secret name `{name}` may only use letters, digits, `_`, `-` and `.`"
                 ));
             }
-            if let Some(first) = compiler.definitions.get(&name) {
-                compiler.problems.push(format!(
-                    "{location}: secret `{name}` is already defined at {}",
-                    first.location
-                ));
+            if let Some(first) = compiler.defined.get(&name) {
+                compiler
+                    .problems
+                    .push(format!("{location}: secret `{name}` is already defined at {first}"));
                 continue;
             }
-            names.push(name.clone());
+            compiler.defined.insert(name.clone(), location.clone());
             compiler.definitions.insert(
                 name,
                 Definition {
@@ -355,19 +387,34 @@ fn compile_docs(sources: &[Source], parsed: Vec<(usize, PolicyDoc)>, keyring: &K
                 },
             );
         }
-        raw_grants.extend(raw.grants.into_iter().map(|g| (index, g)));
+        for spanned in raw.grants {
+            position += 1;
+            let location = source.place(spanned.span().start);
+            let grant = spanned.into_inner();
+            if !syntax.is_empty() || !compiler.ready_for(&grant) {
+                waiting.push((position, index, location, grant));
+            } else if let Some(grant) = compiler.grant(index, location, grant) {
+                grants.push((position, grant));
+            }
+        }
+        source.release();
     }
+    if !syntax.is_empty() {
+        return Err(PolicyError::new(syntax));
+    }
+    let mut names: Vec<String> = compiler.defined.keys().cloned().collect();
+    names.sort();
     for name in &names {
         compiler.resolve_secret(name, &mut Vec::new());
     }
-
-    let mut grants = Vec::with_capacity(raw_grants.len());
-    for (index, spanned) in raw_grants {
-        let location = sources[index].place(spanned.span().start);
-        if let Some(grant) = compiler.grant(index, location, spanned.into_inner()) {
-            grants.push(grant);
+    for (position, index, location, grant) in waiting {
+        if let Some(grant) = compiler.grant(index, location, grant) {
+            grants.push((position, grant));
         }
     }
+    // Policy order, whatever order the grants were compiled in.
+    grants.sort_by_key(|(position, _)| *position);
+    let grants: Vec<Grant> = grants.into_iter().map(|(_, grant)| grant).collect();
     compiler.problems.extend(find_conflicts(&grants));
     if compiler.problems.is_empty() {
         Ok(Policy::new(grants, names.len(), compiler.inputs))
@@ -439,6 +486,53 @@ fn parse_mode(mode: &str) -> Result<String, String> {
 }
 
 impl Compiler<'_> {
+    /// Whether every secret `grant` names (directly or through templates) is defined yet.
+    /// A walk with a seen-set and a stack of its own: linear in the secrets, whatever the
+    /// shape of the templates (a deep chain, a doubling one).
+    fn ready_for(&self, grant: &GrantSpec) -> bool {
+        let mut pending: Vec<String> = Vec::new();
+        let push_template = |pending: &mut Vec<String>, template: &str| {
+            if let Ok(parts) = template::parse(template) {
+                pending.extend(parts.into_iter().filter_map(|part| match part {
+                    RawPart::Secret(name) => Some(name),
+                    _ => None,
+                }));
+            }
+        };
+        for (_, entry) in &grant.env {
+            match entry {
+                EnvSpec::Secret(name) => pending.push(name.clone()),
+                EnvSpec::Inline(spec) => {
+                    if let Some(template) = &spec.template {
+                        push_template(&mut pending, template);
+                    }
+                }
+            }
+        }
+        for file in &grant.files {
+            match (&file.secret, &file.template) {
+                (Some(name), _) => pending.push(name.clone()),
+                (None, Some(template)) => push_template(&mut pending, template),
+                (None, None) => {}
+            }
+        }
+        let mut seen = ahash::HashSet::default();
+        while let Some(name) = pending.pop() {
+            if self.resolved.contains_key(&name) || !seen.insert(name.clone()) {
+                continue;
+            }
+            match self.definitions.get(&name) {
+                None => return false,
+                Some(definition) => {
+                    if let Some(template) = &definition.raw.template {
+                        push_template(&mut pending, template);
+                    }
+                }
+            }
+        }
+        true
+    }
+
     fn secret_origin(&mut self, name: &str) -> Arc<str> {
         if let Some(origin) = self.origins.get(name) {
             return origin.clone();
@@ -603,6 +697,7 @@ impl Compiler<'_> {
                 ));
                 continue;
             }
+            let shared = matches!(value, EnvSpec::Secret(_));
             let (origin, value) = match value {
                 EnvSpec::Secret(name) => (
                     self.secret_origin(&name),
@@ -617,9 +712,9 @@ impl Compiler<'_> {
                 self.push_item(
                     &what,
                     &mut items,
-                    Target::Env(key),
+                    Target::Env(key.into()),
                     origin,
-                    value,
+                    (value, shared),
                     FileAttributes::default(),
                 );
             }
@@ -629,7 +724,7 @@ impl Compiler<'_> {
                 self.problems.push(format!("{what}: FILE path `{}` {why}", file.path));
                 continue;
             }
-            let target = Target::File(file.path.clone());
+            let target = Target::File(file.path.clone().into());
             let attributes = self.file_attributes(&what, &target, &file);
             let inline = SourceSpec {
                 value: file.value,
@@ -647,6 +742,7 @@ impl Compiler<'_> {
             ]
             .iter()
             .any(|v| v.is_some());
+            let shared = file.secret.is_some();
             let (origin, value) = match (file.secret, has_inline) {
                 (Some(name), false) => (
                     self.secret_origin(&name),
@@ -676,7 +772,7 @@ impl Compiler<'_> {
                 }
             };
             if let (Some(value), Some(attributes)) = (value, attributes) {
-                self.push_item(&what, &mut items, target, origin, value, attributes);
+                self.push_item(&what, &mut items, target, origin, (value, shared), attributes);
             }
         }
         if self.problems.len() > before {
@@ -699,14 +795,14 @@ impl Compiler<'_> {
         items: &mut Vec<Item>,
         target: Target,
         origin: Arc<str>,
-        value: Value,
+        (value, shared): (Value, bool),
         attributes: FileAttributes,
     ) {
         if items.iter().any(|i| i.target == target) {
             self.problems.push(format!("{what}: {target} is given twice"));
             return;
         }
-        match Item::new(target, origin, value, attributes) {
+        match Item::new(target, origin, value, shared, attributes) {
             Ok(item) => items.push(item),
             Err(problem) => self.problems.push(format!("{what}: {problem}")),
         }
@@ -796,41 +892,50 @@ fn os_bytes(value: std::ffi::OsString) -> Vec<u8> {
 
 /// Two grants of equal specificity that can match one workload and give one target
 /// different items. Equal specificity means the same kind of pattern in each field, so
-/// grants are first bucketed by their exact fields: only grants within a bucket can
-/// overlap, which keeps a policy of many exact grants linear.
+/// grants are first bucketed by specificity and their exact fields: only grants within a
+/// bucket can overlap, and a policy of many exact grants stays linear (and small: one
+/// entry per grant, not per item).
 fn find_conflicts(grants: &[Grant]) -> Vec<String> {
-    type Bucket<'g> = (&'g Target, super::Specificity, [Option<&'g str>; 3]);
-    let mut buckets: HashMap<Bucket<'_>, Vec<(usize, &Item)>> = HashMap::new();
+    type Bucket<'g> = (super::Specificity, [Option<&'g str>; 3]);
+    let mut buckets: HashMap<Bucket<'_>, Vec<usize>> = HashMap::with_capacity(grants.len());
     for (index, grant) in grants.iter().enumerate() {
         let exact = [
             grant.selector.project.exact(),
             grant.selector.kind.exact(),
             grant.selector.id.exact(),
         ];
-        for item in &grant.items {
-            buckets
-                .entry((&item.target, grant.specificity, exact))
-                .or_default()
-                .push((index, item));
-        }
+        buckets.entry((grant.specificity, exact)).or_default().push(index);
     }
     let mut problems = Vec::new();
-    let mut reported = ahash::HashSet::default();
-    for ((target, _, _), entries) in &buckets {
-        for (n, (a, item_a)) in entries.iter().enumerate() {
-            for (b, item_b) in &entries[n + 1..] {
+    for members in buckets.values().filter(|m| m.len() > 1) {
+        for (n, a) in members.iter().enumerate() {
+            for b in &members[n + 1..] {
                 let (ga, gb) = (&grants[*a], &grants[*b]);
-                if item_a.identity() != item_b.identity()
-                    && ga.selector.overlaps(&gb.selector)
-                    && reported.insert((*a, *b, *target))
-                {
-                    problems.push(format!(
-                        "{} and {} both give {target} with equal specificity ({} / {}) and can match the same workload; make one more specific or give the same value",
-                        ga.describe(),
-                        gb.describe(),
-                        ga.selector,
-                        gb.selector
-                    ));
+                if !ga.selector.overlaps(&gb.selector) {
+                    continue;
+                }
+                // Both item lists are sorted by target: walk them together.
+                let (mut i, mut j) = (0, 0);
+                while i < ga.items.len() && j < gb.items.len() {
+                    let (ia, ib) = (&ga.items[i], &gb.items[j]);
+                    match ia.target.cmp(&ib.target) {
+                        std::cmp::Ordering::Less => i += 1,
+                        std::cmp::Ordering::Greater => j += 1,
+                        std::cmp::Ordering::Equal => {
+                            if ia.identity() != ib.identity() {
+                                problems.push(format!(
+                                    "{} and {} both give {} with equal specificity ({} / {}) and can match the same workload; make one more specific or give the same value",
+                                    ga.describe(),
+                                    gb.describe(),
+                                    ia.target,
+                                    ga.selector,
+                                    gb.selector
+                                ));
+                            }
+                            i += 1;
+                            j += 1;
+                        }
+                    }
                 }
             }
         }

@@ -68,9 +68,9 @@ type GrantId = u32;
 pub struct Policy {
     grants: Vec<Grant>,
     /// Grants whose three fields are exact, by `project\0type\0id`.
-    exact: HashMap<Box<str>, Vec<GrantId>>,
+    exact: HashMap<Box<str>, Box<[GrantId]>>,
     /// Grants with an exact project but a pattern for type or id.
-    by_project: HashMap<Box<str>, Vec<GrantId>>,
+    by_project: HashMap<Box<str>, Box<[GrantId]>>,
     /// Grants whose project is a pattern: tried against every workload.
     general: Vec<GrantId>,
     secrets: usize,
@@ -140,6 +140,12 @@ impl Policy {
                 general.push(id);
             }
         }
+        let shrink = |map: HashMap<Box<str>, Vec<GrantId>>| -> HashMap<Box<str>, Box<[GrantId]>> {
+            map.into_iter()
+                .map(|(key, ids)| (key, ids.into_boxed_slice()))
+                .collect()
+        };
+        let (exact, by_project) = (shrink(exact), shrink(by_project));
         Self {
             grants,
             exact,
@@ -173,7 +179,7 @@ impl Policy {
         let project_grants = self
             .by_project
             .get(workload.project())
-            .map(Vec::as_slice)
+            .map(|ids| &ids[..])
             .unwrap_or_default();
         for &id in project_grants.iter().chain(&self.general) {
             if self.grants[id as usize].selector.matches(workload) {

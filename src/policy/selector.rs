@@ -57,7 +57,11 @@ impl Pattern {
             }
         }
         let literal_len = tokens.iter().filter(|t| matches!(t, Token::Char(_))).count();
-        Ok(Self::Glob(Box::new(Glob { source: text.to_owned(), tokens, literal_len })))
+        Ok(Self::Glob(Box::new(Glob {
+            source: text.to_owned(),
+            tokens,
+            literal_len,
+        })))
     }
 
     pub fn matches(&self, name: &str) -> bool {
