@@ -32,6 +32,18 @@ pub struct PolicyHolder {
     failures: AtomicU64,
 }
 
+/// Frees a replaced snapshot here, on the loading thread, rather than in whichever
+/// request happens to drop the last reference: freeing 100,000 grants takes tens of
+/// milliseconds, which a request must not wait for. Requests hold a snapshot only while
+/// they answer, so the wait is short; past a second the last holder frees it after all.
+fn retire(old: Arc<Snapshot>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(old);
+}
+
 fn epoch_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,9 +83,12 @@ impl PolicyHolder {
             loaded_at: SystemTime::now(),
             generation,
         };
-        self.current.store(Some(Arc::new(snapshot)));
+        let old = self.current.swap(Some(Arc::new(snapshot)));
         self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = old {
+            retire(old);
+        }
     }
 
     /// Records that the snapshot still matches its source.

@@ -45,6 +45,11 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
     let handle = ReloadHandle { sender: sender.clone() };
     let watch_sender = sender;
     std::thread::Builder::new().name("envoi-reload".into()).spawn(move || {
+        // Answering comes first: a reload of a large policy takes most of a core for most
+        // of a second, and on a busy machine that core is a worker's. Best effort.
+        if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+            tracing::debug!("cannot lower the reload thread's priority: {e:?}");
+        }
         let mut watched = Watched::new(store.path(), watch_sender);
         if let Some(snapshot) = holder.current().as_ref() {
             watched.sync(snapshot.policy.inputs());
