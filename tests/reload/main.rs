@@ -8,6 +8,7 @@
 //! problem named and counted; rename-over writes, delete-and-recreate and bursts of
 //! saves all end in the right policy within 2 s; `file` values are read again.
 
+#[path = "../shared/envoi_process.rs"]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

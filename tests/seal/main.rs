@@ -8,6 +8,7 @@
 //! claims and named secrets, `$${` is a literal `${`, unknown names and cycles fail the
 //! load; binary FILE values go out base64.
 
+#[path = "../shared/envoi_process.rs"]
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
