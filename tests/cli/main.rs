@@ -9,4 +9,5 @@ mod help;
 mod logs;
 mod seal;
 mod serve;
+mod tls;
 mod token;
