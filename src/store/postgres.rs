@@ -511,7 +511,10 @@ impl ItemRow {
         a == b
             && match (sa, sb) {
                 (None, None) => true,
-                (Some(x), Some(y)) => x == y || opens_same(keyring, &self.target, &x, &y),
+                (Some(x), Some(y)) => {
+                    Keyring::key_id(&y).ok() == keyring.newest_id()
+                        && (x == y || opens_same(keyring, &self.target, &x, &y))
+                }
                 _ => false,
             }
     }
@@ -765,13 +768,16 @@ async fn apply_import(
     }
     for (name, want) in &desired.secrets {
         let current = existing.get(name);
+        // A value sealed under an older key counts as changed: an import after adding a
+        // new master key re-seals everything under it.
+        let newest = |sealed: &str| Keyring::key_id(sealed).ok() == keyring.newest_id();
         let unchanged = match (want, current) {
             (DesiredSecret::Template(t), Some(row)) => row.template.as_deref() == Some(t.as_str()),
             (DesiredSecret::Sealed(s), Some(SecretRow { sealed: Some(have), .. })) => {
-                have == s || opens_same(keyring, name, have, s)
+                newest(have) && (have == s || opens_same(keyring, name, have, s))
             }
             (DesiredSecret::Plain(plain), Some(SecretRow { sealed: Some(have), .. })) => {
-                keyring.open(name, have).is_ok_and(|v| v == *plain)
+                newest(have) && keyring.open(name, have).is_ok_and(|v| v == *plain)
             }
             _ => false,
         };
@@ -781,7 +787,10 @@ async fn apply_import(
         }
         let (sealed, template) = match want {
             DesiredSecret::Template(t) => (None, Some(t.clone())),
-            DesiredSecret::Sealed(s) => (Some(s.clone()), None),
+            DesiredSecret::Sealed(s) => {
+                let plain = keyring.open(name, s).map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                (Some(keyring.seal(name, plain.expose()).map_err(|e| StoreError::Invalid(e.to_string()))?), None)
+            }
             DesiredSecret::Plain(plain) => (
                 Some(
                     keyring
@@ -908,7 +917,7 @@ pub async fn sync(store: PgStore, holder: Arc<PolicyHolder>, refresh: Duration, 
 }
 
 /// Loads the policy if its generation moved; otherwise confirms the snapshot is current.
-async fn refresh_once(store: &PgStore, holder: &PolicyHolder) -> Result<(), StoreError> {
+async fn refresh_once(store: &PgStore, holder: &Arc<PolicyHolder>) -> Result<(), StoreError> {
     let generation = store.generation().await?;
     if holder.generation() == Some(generation) {
         holder.confirm();
@@ -922,7 +931,10 @@ async fn refresh_once(store: &PgStore, holder: &PolicyHolder) -> Result<(), Stor
                 secrets = policy.secret_count(),
                 "policy loaded from postgres"
             );
-            holder.install_generation(policy, Some(generation));
+            // Installing waits for requests to let go of the old snapshot: off this thread,
+            // which also handles signals.
+            let holder = holder.clone();
+            let _ = tokio::task::spawn_blocking(move || holder.install_generation(policy, Some(generation))).await;
             Ok(())
         }
         Err(StoreError::Refused(error)) => {
