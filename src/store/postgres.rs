@@ -356,7 +356,16 @@ impl PgStore {
         if let Some(template) = &source.template {
             row.template = Some(template.clone());
         } else if let Some(sealed) = &source.sealed {
-            row.sealed = Some(sealed.clone());
+            // Stored under the newest key, like every value written.
+            let plain = self
+                .keyring
+                .open(&row.target, sealed)
+                .map_err(|e| StoreError::Invalid(format!("{} {}: sealed value: {e}", row.kind, row.target)))?;
+            row.sealed = Some(
+                self.keyring
+                    .seal(&row.target, plain.expose())
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            );
         } else {
             let plain = read_plain(source, base)
                 .map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?
@@ -788,8 +797,17 @@ async fn apply_import(
         let (sealed, template) = match want {
             DesiredSecret::Template(t) => (None, Some(t.clone())),
             DesiredSecret::Sealed(s) => {
-                let plain = keyring.open(name, s).map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
-                (Some(keyring.seal(name, plain.expose()).map_err(|e| StoreError::Invalid(e.to_string()))?), None)
+                let plain = keyring
+                    .open(name, s)
+                    .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                (
+                    Some(
+                        keyring
+                            .seal(name, plain.expose())
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    ),
+                    None,
+                )
             }
             DesiredSecret::Plain(plain) => (
                 Some(
