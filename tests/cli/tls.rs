@@ -24,12 +24,27 @@ fn tools_present() -> bool {
 /// A fresh self-signed certificate for `localhost` (its own CA), written to `cert`/`key`.
 fn make_certificate(cert: &Path, key: &Path, subject: &str) {
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
         .arg("-keyout")
         .arg(key)
         .arg("-out")
         .arg(cert)
-        .args(["-subj", &format!("/CN={subject}"), "-addext", "subjectAltName=DNS:localhost"])
+        .args([
+            "-subj",
+            &format!("/CN={subject}"),
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -46,7 +61,10 @@ fn curl(port: u16, ca: &Path, path: &str, extra: &[&str]) -> (i32, String) {
         .arg(format!("https://localhost:{port}{path}"))
         .output()
         .expect("curl runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 struct Killed(Child);
@@ -97,7 +115,10 @@ fn serves_https_with_its_own_certificate_refuses_old_tls_and_reloads_the_certifi
 
     let deadline = Instant::now() + Duration::from_secs(15);
     while curl(port, &first_ca, "/healthz", &[]).0 != 0 {
-        assert!(Instant::now() < deadline, "envoi answered no HTTPS /healthz within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "envoi answered no HTTPS /healthz within 15 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -109,19 +130,37 @@ fn serves_https_with_its_own_certificate_refuses_old_tls_and_reloads_the_certifi
 
     let (code, _) = curl(port, &first_ca, "/healthz", &["--tls-max", "1.1"]);
     assert_ne!(code, 0, "a TLS 1.1 handshake must fail");
-    let (code, _) = curl(port, &first_ca, "/healthz", &["--http1.1", "--tlsv1.2", "--tls-max", "1.2"]);
+    let (code, _) = curl(
+        port,
+        &first_ca,
+        "/healthz",
+        &["--http1.1", "--tlsv1.2", "--tls-max", "1.2"],
+    );
     assert_eq!(code, 0, "TLS 1.2 is accepted");
 
     // A new certificate, then SIGHUP: new handshakes present it, with no restart.
     make_certificate(&cert, &key, "second");
-    let status = Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     while curl(port, &cert, "/healthz", &[]).0 != 0 {
-        assert!(Instant::now() < deadline, "the new certificate was not served within 5 s of SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served within 5 s of SIGHUP"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_ne!(curl(port, &first_ca, "/healthz", &[]).0, 0, "the old certificate is no longer presented");
+    assert_ne!(
+        curl(port, &first_ca, "/healthz", &[]).0,
+        0,
+        "the old certificate is no longer presented"
+    );
     let mut server = server;
-    assert!(server.0.try_wait().expect("poll").is_none(), "SIGHUP does not stop the server");
+    assert!(
+        server.0.try_wait().expect("poll").is_none(),
+        "SIGHUP does not stop the server"
+    );
 }
