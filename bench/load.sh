@@ -141,7 +141,10 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
     by.setdefault(r[0], []).append(r)
-med = {k: [statistics.median(float(r[i]) for r in v) for i in (1, 2, 3, 4)] for k, v in by.items()}
+def median(values):
+    values = [x for x in values if x == x]  # wrk sometimes prints a latency we cannot parse
+    return statistics.median(values) if values else float("nan")
+med = {k: [median(float(r[i]) for r in v) for i in (1, 2, 3, 4)] for k, v in by.items()}
 print(f"{'label':24}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'cpu us/req':>12}")
 for k, (rps, p50, p99, cpu) in med.items():
     print(f"{k:24}{rps:>10.0f}{p50:>10.0f}{p99:>10.0f}{cpu:>12.2f}")

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
-use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
 use tracing_actix_web::TracingLogger;
@@ -137,19 +136,18 @@ impl Application {
                     } else {
                         Either::Right(service.call(req))
                     };
-                    answer.map(move |result| {
-                        if let Ok(response) = &result {
+                    answer.map(move |mut result| {
+                        if let Ok(response) = &mut result {
+                            // Every answer, error or not: nothing envoi says may be cached.
+                            let headers = response.headers_mut();
+                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
                             observe.observe(response.status().as_u16(), started.elapsed());
                         }
                         result
                     })
                 })
                 .wrap(TracingLogger::<EnvoiRootSpan>::new())
-                .wrap(
-                    DefaultHeaders::new()
-                        .add((header::CACHE_CONTROL, "no-store"))
-                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
-                )
         })
         .shutdown_timeout(options.shutdown_timeout.as_secs())
         .keep_alive(if limits.keep_alive.is_zero() {

@@ -54,6 +54,10 @@ impl RootSpanBuilder for EnvoiRootSpan {
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+        // The route pattern is built as a String: not for a span nobody records.
+        if span.is_disabled() {
+            return;
+        }
         match outcome {
             Ok(response) => {
                 span.record(

@@ -121,13 +121,14 @@ struct Header<'a> {
 }
 
 #[derive(Deserialize)]
-struct Claims {
-    #[serde(rename = "projectId")]
-    project: String,
-    #[serde(rename = "nfObjectType")]
-    kind: String,
-    #[serde(rename = "nfObjectId")]
-    id: String,
+struct Claims<'a> {
+    // Borrowed unless the JSON escapes something: one copy, into the `Workload`.
+    #[serde(rename = "projectId", borrow)]
+    project: std::borrow::Cow<'a, str>,
+    #[serde(rename = "nfObjectType", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(rename = "nfObjectId", borrow)]
+    id: std::borrow::Cow<'a, str>,
     exp: NumericDate,
     #[serde(default)]
     nbf: Option<NumericDate>,
