@@ -81,6 +81,8 @@ impl<'de> Deserialize<'de> for EnvSpec {
     }
 }
 
+/// A `[[grants.files]]` entry. Its inline source fields repeat `SourceSpec`'s: serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, and unknown keys must fail.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {

@@ -209,15 +209,23 @@ impl PgStore {
 
     /// Removes a secret; refused while a grant or template still names it.
     pub async fn remove_secret(&self, name: &str) -> Result<(), StoreError> {
+        self.remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
+            .await
+    }
+
+    /// Removes a grant and its items.
+    pub async fn remove_grant(&self, name: &str) -> Result<(), StoreError> {
+        self.remove("DELETE FROM envoi_grants WHERE name = $1", "grant", name)
+            .await
+    }
+
+    async fn remove(&self, statement: &'static str, what: &'static str, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.change(move |tx| {
             Box::pin(async move {
-                let gone = sqlx::query("DELETE FROM envoi_secrets WHERE name = $1")
-                    .bind(&name)
-                    .execute(&mut **tx)
-                    .await?;
+                let gone = sqlx::query(statement).bind(&name).execute(&mut **tx).await?;
                 if gone.rows_affected() == 0 {
-                    return Err(StoreError::Invalid(format!("no secret named `{name}`")));
+                    return Err(StoreError::Invalid(format!("no {what} named `{name}`")));
                 }
                 Ok(())
             })
@@ -245,24 +253,6 @@ impl PgStore {
                     )));
                 }
                 insert_grant(tx, &name, &grant, &items, &actor).await
-            })
-        })
-        .await
-    }
-
-    /// Removes a grant and its items.
-    pub async fn remove_grant(&self, name: &str) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.change(move |tx| {
-            Box::pin(async move {
-                let gone = sqlx::query("DELETE FROM envoi_grants WHERE name = $1")
-                    .bind(&name)
-                    .execute(&mut **tx)
-                    .await?;
-                if gone.rows_affected() == 0 {
-                    return Err(StoreError::Invalid(format!("no grant named `{name}`")));
-                }
-                Ok(())
             })
         })
         .await
