@@ -330,3 +330,74 @@ async fn an_edited_policy_is_served_without_a_restart_and_a_broken_edit_keeps_th
     .await;
     assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
 }
+
+#[tokio::test]
+async fn with_an_admin_listener_metrics_move_off_the_main_port() {
+    let ws = workspace();
+    let admin_port = crate::support::free_port();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let mut server = Server::start(
+        ws.path(),
+        &["serve", "--config", "envoi.toml"],
+        &[
+            ("ENVOI_TEST_SERVE_DSN", DSN),
+            ("ENVOI__SERVER__ADMIN_LISTEN", &admin_listen),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let admin = format!("http://{admin_listen}");
+    let answered = |metrics: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("envoi_requests_total{status=\"200\"}"))
+            .expect("a 200 counter");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let before = answered(
+        &client
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let now = jwt::now();
+    let token = jwt::sign(KEY, &jwt::claims("billing", "service", "api", now, now + 600));
+    let served = client
+        .get(format!("{}/", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+
+    let main = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
+    assert_eq!(main.status(), 404, "/metrics stays off the main listener");
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            client.get(format!("{admin}{path}")).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    let metrics = client.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    // The answer above is counted (scrapes of the admin listener are not), and the policy
+    // is reported as loaded.
+    assert_eq!(answered(&metrics), before + 1, "{metrics}");
+    assert!(metrics.contains("envoi_policy_ready 1"), "{metrics}");
+    assert!(!metrics.contains("billing"), "metrics name a workload:\n{metrics}");
+    let secrets = client
+        .get(format!("{admin}/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secrets.status(), 404, "the admin listener serves no secrets");
+
+    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+}
