@@ -50,3 +50,41 @@ fn check_without_a_url_names_store_url() {
     let ran = support::Ran::of(cmd).success();
     ran.stdout_names("postgres");
 }
+
+/// TLS to the database through rustls: with `sslmode=require` in the URL, a serving
+/// replica's connections are encrypted (as Postgres itself reports in `pg_stat_ssl`).
+/// Skipped, loudly, when the server has TLS off.
+#[test]
+fn a_replica_talks_tls_to_postgres_when_the_url_asks_for_it() {
+    let Some(db) = Db::create("tls") else { return };
+    if db.strings("SHOW ssl") != ["on"] {
+        eprintln!("SKIPPED: this PostgreSQL has ssl = off; TLS to the database is not tried");
+        return;
+    }
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let tls_url = format!("{}{separator}sslmode=require", db.url);
+    let env = Env::new(&tls_url);
+    let config = env.config("envoi.toml", &tls_url, "");
+    env.envoi(&["db", "migrate"], b"").success();
+    let _server = support::Server::start(env.path(), &config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let encrypted = db.strings(&format!(
+            "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'envoi' AND a.datname = '{}'",
+            db.name
+        ));
+        if !encrypted.is_empty() {
+            assert!(
+                encrypted.iter().all(|ssl| ssl == "true"),
+                "envoi's connections: {encrypted:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection of envoi's seen in pg_stat_activity"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
