@@ -17,11 +17,14 @@ WORKERS=${WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
 LOG_LEVEL=${LOG_LEVEL:-info}
 WORK=$(mktemp -d /tmp/envoi-bench.XXXXXX)
+# The servers' logs go to their own folder: envoi watches the policy's folder, and a log
+# written there wakes its watcher on every line, which is not what a deployment pays.
+LOGS=$(mktemp -d /tmp/envoi-bench-logs.XXXXXX)
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  rm -rf "$WORK" "$LOGS"
 }
 trap cleanup EXIT
 
@@ -54,7 +57,7 @@ config e100k "$WORK/p100k" 18111
 echo "== load time and memory"
 /usr/bin/time -f "load+compile 100k: %e s wall, %M KiB max RSS" "$ENVOI" --config "$WORK/e100k.toml" check
 start() { # CONFIG -> pid; waits for readiness. Runs in $(...): the caller records the pid.
-  "$ENVOI" --config "$1" serve >/dev/null 2>>"$WORK/serve.log" &
+  "$ENVOI" --config "$1" serve >/dev/null 2>>"$LOGS/serve.log" &
   local pid=$!
   local port
   port=$(grep -o '127.0.0.1:[0-9]*' "$1" | cut -d: -f2)
@@ -67,7 +70,7 @@ start() { # CONFIG -> pid; waits for readiness. Runs in $(...): the caller recor
 E10=$(start "$WORK/e10.toml"); PIDS+=("$E10")
 E100K=$(start "$WORK/e100k.toml"); PIDS+=("$E100K")
 for pid in "$E10" "$E100K"; do
-  kill -0 "$pid" 2>/dev/null || { echo "envoi did not start; its log:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+  kill -0 "$pid" 2>/dev/null || { echo "envoi did not start; its log:" >&2; cat "$LOGS/serve.log" >&2; exit 1; }
 done
 echo "resident memory, 100k policy: $(grep VmRSS /proc/"$E100K"/status | awk '{print $2}') KiB; 10 policy: $(grep VmRSS /proc/"$E10"/status | awk '{print $2}') KiB"
 "$ENVOI" serve --dev >/dev/null 2>&1 &

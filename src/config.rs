@@ -106,6 +106,9 @@ pub enum StoreKind {
 pub struct LogSettings {
     pub level: String,
     pub format: LogFormat,
+    /// Lines below WARN wait at most this long to be written together; 0 writes each
+    /// at once.
+    pub flush_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -2,7 +2,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = envoi::cli::Cli::parse();
-    match envoi::commands::run(cli) {
+    let result = envoi::commands::run(cli);
+    envoi::telemetry::flush();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -75,12 +75,13 @@ fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
 
 /// Logs for `serve`, as configured.
 pub(crate) fn init_logs(settings: &Settings) -> Result<(), CommandError> {
-    crate::telemetry::init(&settings.log.level, settings.log.format).map_err(CommandError::Other)
+    let flush_interval = Duration::from_millis(settings.log.flush_interval_ms);
+    crate::telemetry::init(&settings.log.level, settings.log.format, flush_interval).map_err(CommandError::Other)
 }
 
 /// Logs for commands other than `serve`: warnings and errors only.
 pub(crate) fn init_quiet_logs() {
-    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty);
+    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty, Duration::ZERO);
 }
 
 pub(crate) fn server_options(settings: &Settings) -> ServerOptions {

@@ -158,3 +158,140 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
         "one audit line per refused token, {refused} found\n{stderr}"
     );
 }
+
+const PRETTY_POLICY: &str = r#"
+[[grants]]
+name = "acme-api"
+project = "acme"
+type = "service"
+id = "*"
+env = { MODE = { value = "production" } }
+"#;
+
+/// The text of `stderr` once `done` holds of it, within two seconds.
+async fn stderr_when(server: &Server, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let stderr = server.stderr();
+        if done(&stderr) || std::time::Instant::now() > deadline {
+            return stderr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks one pretty audit line field by field:
+/// `2026-11-24T18:41:24.816971Z  INFO request{method=GET request_id=…}: envoi::audit: secrets served …`.
+fn assert_pretty_audit_line(line: &str, fields: &str) {
+    let (timestamp, rest) = line.split_at(27);
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
+    for range in digits {
+        assert!(
+            timestamp[range.clone()].bytes().all(|b| b.is_ascii_digit()),
+            "digits at {range:?}: {line}"
+        );
+    }
+    for (at, separator) in [
+        (4, '-'),
+        (7, '-'),
+        (10, 'T'),
+        (13, ':'),
+        (16, ':'),
+        (19, '.'),
+        (26, 'Z'),
+    ] {
+        assert_eq!(timestamp.as_bytes()[at], separator as u8, "separator at {at}: {line}");
+    }
+    let rest = rest
+        .strip_prefix("  INFO request{method=GET request_id=")
+        .unwrap_or_else(|| panic!("level and span: {line}"));
+    let (request_id, rest) = rest.split_at(36);
+    assert_eq!(request_id.matches('-').count(), 4, "a UUID request id: {line}");
+    assert_eq!(rest, format!("}}: envoi::audit: secrets served {fields}"), "{line}");
+}
+
+/// The pretty format's audit line, and its batching (`log.flush_interval_ms`): answers'
+/// lines wait for the interval, a warning is written at once after them, and a normal
+/// exit writes whatever still waits. No line is lost or reordered.
+#[tokio::test]
+async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
+    let ws = Workspace::new();
+    let policy = ws.write("policy.toml", PRETTY_POLICY);
+    ws.config(SIGNING_KEY, &policy);
+    let mut server = Server::start(
+        ws.path(),
+        &["serve", "--config", "envoi.toml"],
+        &[("ENVOI__LOG__FLUSH_INTERVAL_MS", "60000")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let now = jwt::now();
+    // A quote and a backslash in a claim are escaped, so a value cannot fake a field.
+    let odd_id = r#"we"ird\id"#;
+    let get = |id: &str| {
+        let token = jwt::sign(SIGNING_KEY, &jwt::claims("acme", "service", id, now, now + 600));
+        client.get(format!("{}/", server.base)).bearer_auth(token).send()
+    };
+
+    assert_eq!(get("api").await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !server.stderr().contains("secrets served"),
+        "the audit line waits for its batch:\n{}",
+        server.stderr()
+    );
+
+    let refused = client
+        .get(format!("{}/", server.base))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let stderr = stderr_when(&server, |s| s.contains("token refused")).await;
+    let served_at = stderr
+        .find("secrets served")
+        .unwrap_or_else(|| panic!("a warning writes the batch:\n{stderr}"));
+    let refused_at = stderr.find("token refused").expect("the warning is written at once");
+    assert!(served_at < refused_at, "lines keep their order:\n{stderr}");
+
+    assert_eq!(get(odd_id).await.unwrap().status(), 200);
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let stderr = server.stderr();
+    let served: Vec<&str> = stderr.lines().filter(|l| l.contains("secrets served")).collect();
+    assert_eq!(served.len(), 2, "the exit writes the waiting line:\n{stderr}");
+    assert_pretty_audit_line(
+        served[0],
+        r#"project="acme" type="service" id="api" status=200 given=ENV:MODE"#,
+    );
+    assert_pretty_audit_line(
+        served[1],
+        r#"project="acme" type="service" id="we\"ird\\id" status=200 given=ENV:MODE"#,
+    );
+    assert!(
+        stderr.find(served[1]).unwrap() > refused_at,
+        "lines keep their order:\n{stderr}"
+    );
+}
+
+/// With the default interval the batch is written by itself, without another request
+/// or an exit to push it out.
+#[tokio::test]
+async fn batched_audit_lines_are_written_within_the_interval() {
+    let ws = Workspace::new();
+    let policy = ws.write("policy.toml", PRETTY_POLICY);
+    ws.config(SIGNING_KEY, &policy);
+    let server = Server::start(ws.path(), &["serve", "--config", "envoi.toml"], &[]).await;
+    let now = jwt::now();
+    let token = jwt::sign(SIGNING_KEY, &jwt::claims("acme", "service", "api", now, now + 600));
+    let response = reqwest::Client::new()
+        .get(format!("{}/", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stderr = stderr_when(&server, |s| s.contains("secrets served")).await;
+    assert!(stderr.contains("secrets served"), "no audit line within 2 s:\n{stderr}");
+}
