@@ -9,11 +9,11 @@ use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
-use tracing_actix_web::TracingLogger;
+use tracing::Instrument as _;
 
 use crate::http::{self, ApiError, AppState};
 use crate::metrics::WorkerMetrics;
-use crate::telemetry::EnvoiRootSpan;
+use crate::telemetry;
 use crate::tls::CertStore;
 
 /// Server settings that are not part of the shared state.
@@ -124,6 +124,7 @@ impl Application {
                 .wrap_fn(move |req: ServiceRequest, service| {
                     let started = Instant::now();
                     let observe = observe.clone();
+                    let span = telemetry::request_span(&req);
                     let answer = if let Some(refusal) = refuse(&req, max_header_bytes) {
                         if matches!(refusal, ApiError::BodyNotAllowed) {
                             state
@@ -134,20 +135,21 @@ impl Application {
                         let refused: ServiceResponse<BoxBody> = req.error_response(refusal);
                         Either::Left(std::future::ready(Ok(refused)))
                     } else {
-                        Either::Right(service.call(req))
+                        Either::Right(span.in_scope(|| service.call(req)))
                     };
-                    answer.map(move |mut result| {
-                        if let Ok(response) = &mut result {
-                            // Every answer, error or not: nothing envoi says may be cached.
-                            let headers = response.headers_mut();
-                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                            observe.observe(response.status().as_u16(), started.elapsed());
-                        }
-                        result
-                    })
+                    answer
+                        .map(move |mut result| {
+                            if let Ok(response) = &mut result {
+                                // Every answer, error or not: nothing envoi says may be cached.
+                                let headers = response.headers_mut();
+                                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                                headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                                observe.observe(response.status().as_u16(), started.elapsed());
+                            }
+                            result
+                        })
+                        .instrument(span)
                 })
-                .wrap(TracingLogger::<EnvoiRootSpan>::new())
         })
         .shutdown_timeout(options.shutdown_timeout.as_secs())
         .keep_alive(if limits.keep_alive.is_zero() {

@@ -157,6 +157,19 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
         refused >= 4,
         "one audit line per refused token, {refused} found\n{stderr}"
     );
+
+    // SPEC §6: each request has its span, with the method and its own request id.
+    let mut request_ids = std::collections::HashSet::new();
+    for line in &audit {
+        let span = &line["span"];
+        assert_eq!(span["name"], "request", "{line}");
+        assert!(span["method"] == "GET" || span["method"] == "POST", "{line}");
+        let id = span["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no request id: {line}"));
+        assert_eq!((id.len(), id.matches('-').count()), (36, 4), "a UUID: {line}");
+        assert!(request_ids.insert(id.to_owned()), "request ids repeat: {line}");
+    }
 }
 
 const PRETTY_POLICY: &str = r#"
