@@ -136,6 +136,8 @@ RELOADER=$!
 run envoi-100k-reloading "$E100K" http://127.0.0.1:18111/ "$TOKEN100K"
 wait "$RELOADER" || true
 echo "reloads of the 100k policy during the run: $(( $(loads) - LOADS_BEFORE )), failed: $(( $(failures) - FAILURES_BEFORE ))"
+sleep 2
+echo "resident memory, 100k policy, after the reloads: $(grep VmRSS /proc/"$E100K"/status | awk '{print $2}') KiB"
 
 echo "== medians"
 python3 - "$WORK/results.tsv" <<'EOF'

@@ -115,10 +115,11 @@ impl std::fmt::Display for AuditNames<'_, '_> {
             if n > 0 {
                 f.write_str(",")?;
             }
-            match &item.target {
-                crate::policy::Target::Env(key) => write!(f, "ENV:{key}")?,
-                crate::policy::Target::File(path) => write!(f, "FILE:{path}")?,
-            }
+            f.write_str(match &item.target {
+                crate::policy::Target::Env(_) => "ENV:",
+                crate::policy::Target::File(_) => "FILE:",
+            })?;
+            f.write_str(item.target.name())?;
         }
         Ok(())
     }

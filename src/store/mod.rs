@@ -89,6 +89,8 @@ impl PolicyHolder {
         if let Some(old) = old {
             retire(old);
         }
+        // The garbage of loading, and the replaced snapshot if there was one.
+        crate::memory::release_freed();
     }
 
     /// Records that the snapshot still matches its source.
