@@ -9,15 +9,16 @@
 //! character is escaped, so that one event is always one line whatever a value holds.
 
 use std::cell::Cell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::fields::{FieldWriter, Style};
 
 /// Formats events as one line each (see the module's documentation).
 pub struct LineFormat;
@@ -69,23 +70,19 @@ where
             writer.write_str(metadata.target())?;
             writer.write_str(": ")?;
         }
-        let mut visitor = LineVisitor::new(writer.by_ref(), true);
-        event.record(&mut visitor);
-        visitor.result?;
+        FieldWriter::record(writer.by_ref(), Style::Pretty, true, |v| event.record(v))?;
         writer.write_char('\n')
     }
 }
 
 impl<'writer> FormatFields<'writer> for LineFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut visitor = LineVisitor::new(writer, true);
-        fields.record(&mut visitor);
-        visitor.result
+        FieldWriter::record(writer, Style::Pretty, true, |v| fields.record(v))
     }
 }
 
 /// The level, padded as tracing-subscriber pads it, and its ANSI colour.
-fn level_label(level: &Level) -> (&'static str, u8) {
+pub(super) fn level_label(level: &Level) -> (&'static str, u8) {
     match *level {
         Level::ERROR => ("ERROR", 31),
         Level::WARN => (" WARN", 33),
@@ -95,112 +92,13 @@ fn level_label(level: &Level) -> (&'static str, u8) {
     }
 }
 
-struct LineVisitor<'a> {
-    writer: Writer<'a>,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl<'a> LineVisitor<'a> {
-    fn new(writer: Writer<'a>, first: bool) -> Self {
-        Self {
-            writer,
-            first,
-            result: Ok(()),
-        }
-    }
-
-    /// Writes the separator and `name=`, or nothing before the message.
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        if !self.first {
-            self.writer.write_char(' ')?;
-        }
-        self.first = false;
-        match field.name() {
-            "message" => Ok(()),
-            name => {
-                self.writer.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.writer.write_char('=')
-            }
-        }
-    }
-
-    fn record(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'a>) -> fmt::Result) {
-        if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| value(&mut self.writer));
-        }
-    }
-}
-
-impl Visit for LineVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let quote = field.name() != "message";
-        self.record(field, |w| {
-            if quote {
-                w.write_char('"')?;
-            }
-            Escaped { out: w, quote }.write_str(value)?;
-            if quote {
-                w.write_char('"')?;
-            }
-            Ok(())
-        });
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record(field, |w| w.write_str(if value { "true" } else { "false" }));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record(field, |w| write!(Escaped { out: w, quote: false }, "{value:?}"));
-    }
-}
-
-/// Copies text, escaping control characters (and, inside quotes, `"` and `\`), so that a
-/// value can neither end the line nor drive a terminal.
-struct Escaped<'w, W: fmt::Write> {
-    out: &'w mut W,
-    quote: bool,
-}
-
-impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let plain = |b: u8| (0x20..0x7f).contains(&b) && !(self.quote && (b == b'"' || b == b'\\'));
-        if s.bytes().all(plain) {
-            return self.out.write_str(s);
-        }
-        for c in s.chars() {
-            match c {
-                '"' | '\\' if self.quote => {
-                    self.out.write_char('\\')?;
-                    self.out.write_char(c)?;
-                }
-                '\n' => self.out.write_str("\\n")?,
-                '\r' => self.out.write_str("\\r")?,
-                '\t' => self.out.write_str("\\t")?,
-                c if c.is_control() => write!(self.out, "\\u{{{:x}}}", c as u32)?,
-                c => self.out.write_char(c)?,
-            }
-        }
-        Ok(())
-    }
-}
-
 thread_local! {
     /// The second last formatted on this thread, and its text.
     static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
 }
 
 /// `2026-11-24T18:41:24.816971Z`, UTC with microseconds.
-fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+pub(super) fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs();
     let text = SECOND.with(|cached| {
@@ -280,21 +178,5 @@ mod tests {
             write_timestamp(&mut text, at + Duration::from_micros(5)).unwrap();
             assert_eq!(text, format!("{want}.816976Z"));
         }
-    }
-
-    #[test]
-    fn values_cannot_break_the_line_or_drive_a_terminal() {
-        let escape = |s: &str, quote: bool| {
-            let mut out = String::new();
-            Escaped { out: &mut out, quote }.write_str(s).unwrap();
-            out
-        };
-        assert_eq!(escape("plain text", true), "plain text");
-        assert_eq!(escape("a\"b\\c", true), "a\\\"b\\\\c");
-        assert_eq!(escape("a\"b", false), "a\"b");
-        assert_eq!(
-            escape("x\n2024-01-01 INFO forged\r\t\x1b[31m\u{9b}é", false),
-            "x\\n2024-01-01 INFO forged\\r\\t\\u{1b}[31m\\u{9b}é"
-        );
     }
 }

@@ -8,9 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+mod fields;
+mod json;
 mod line;
 mod output;
 
+pub use json::{JsonFields, JsonFormat};
 pub use line::{LineFields, LineFormat};
 pub use output::flush;
 
@@ -42,12 +45,7 @@ pub fn init(level: &str, format: LogFormat, flush_interval: Duration) -> Result<
         .with_ansi(ansi);
     let result = match format {
         LogFormat::Pretty => builder.fmt_fields(LineFields).event_format(LineFormat).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonFormat).try_init(),
     };
     // Lost a race with another initialisation: that one stays, as above.
     let _ = result;

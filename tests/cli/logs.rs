@@ -181,6 +181,26 @@ id = "*"
 env = { MODE = { value = "production" } }
 "#;
 
+/// `envoi serve` on [`PRETTY_POLICY`], with `env` added; the workspace must outlive it.
+async fn serve_acme(ws: &Workspace, env: &[(&str, &str)]) -> Server {
+    let policy = ws.write("policy.toml", PRETTY_POLICY);
+    ws.config(SIGNING_KEY, &policy);
+    Server::start(ws.path(), &["serve", "--config", "envoi.toml"], env).await
+}
+
+/// The status of `GET /` for the workload `acme/service/ID`.
+async fn get_acme(server: &Server, id: &str) -> u16 {
+    let now = jwt::now();
+    let token = jwt::sign(SIGNING_KEY, &jwt::claims("acme", "service", id, now, now + 600));
+    let response = reqwest::Client::new()
+        .get(format!("{}/", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET / for acme/service/{id}: {e}"));
+    response.status().as_u16()
+}
+
 /// The text of `stderr` once `done` holds of it, within two seconds.
 async fn stderr_when(server: &Server, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -229,24 +249,11 @@ fn assert_pretty_audit_line(line: &str, fields: &str) {
 #[tokio::test]
 async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
     let ws = Workspace::new();
-    let policy = ws.write("policy.toml", PRETTY_POLICY);
-    ws.config(SIGNING_KEY, &policy);
-    let mut server = Server::start(
-        ws.path(),
-        &["serve", "--config", "envoi.toml"],
-        &[("ENVOI__LOG__FLUSH_INTERVAL_MS", "60000")],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let now = jwt::now();
+    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FLUSH_INTERVAL_MS", "60000")]).await;
     // A quote and a backslash in a claim are escaped, so a value cannot fake a field.
     let odd_id = r#"we"ird\id"#;
-    let get = |id: &str| {
-        let token = jwt::sign(SIGNING_KEY, &jwt::claims("acme", "service", id, now, now + 600));
-        client.get(format!("{}/", server.base)).bearer_auth(token).send()
-    };
 
-    assert_eq!(get("api").await.unwrap().status(), 200);
+    assert_eq!(get_acme(&server, "api").await, 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         !server.stderr().contains("secrets served"),
@@ -254,7 +261,7 @@ async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
         server.stderr()
     );
 
-    let refused = client
+    let refused = reqwest::Client::new()
         .get(format!("{}/", server.base))
         .bearer_auth("not-a-token")
         .send()
@@ -268,7 +275,7 @@ async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
     let refused_at = stderr.find("token refused").expect("the warning is written at once");
     assert!(served_at < refused_at, "lines keep their order:\n{stderr}");
 
-    assert_eq!(get(odd_id).await.unwrap().status(), 200);
+    assert_eq!(get_acme(&server, odd_id).await, 200);
     let status = server.terminate().await;
     assert_eq!(status.code(), Some(0), "{}", server.output());
     let stderr = server.stderr();
@@ -293,18 +300,34 @@ async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
 #[tokio::test]
 async fn batched_audit_lines_are_written_within_the_interval() {
     let ws = Workspace::new();
-    let policy = ws.write("policy.toml", PRETTY_POLICY);
-    ws.config(SIGNING_KEY, &policy);
-    let server = Server::start(ws.path(), &["serve", "--config", "envoi.toml"], &[]).await;
-    let now = jwt::now();
-    let token = jwt::sign(SIGNING_KEY, &jwt::claims("acme", "service", "api", now, now + 600));
-    let response = reqwest::Client::new()
-        .get(format!("{}/", server.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let server = serve_acme(&ws, &[]).await;
+    assert_eq!(get_acme(&server, "api").await, 200);
     let stderr = stderr_when(&server, |s| s.contains("secrets served")).await;
     assert!(stderr.contains("secrets served"), "no audit line within 2 s:\n{stderr}");
+}
+
+/// JSON lines stay JSON whatever a claim holds, and carry it back exactly.
+#[tokio::test]
+async fn json_audit_lines_escape_claims_and_parse_back_exactly() {
+    let ws = Workspace::new();
+    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FORMAT", "json")]).await;
+    let odd_id = r#"we"ird\id é {"x":1}"#;
+    assert_eq!(get_acme(&server, odd_id).await, 200);
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let stderr = server.stderr();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let served = lines
+        .iter()
+        .find(|l| l["message"] == "secrets served")
+        .unwrap_or_else(|| panic!("no audit line:\n{stderr}"));
+    assert_eq!(served["id"], odd_id, "{served}");
+    assert_eq!(served["status"], 200, "{served}");
+    assert_eq!(served["level"], "INFO", "{served}");
+    assert_eq!(served["target"], "envoi::audit", "{served}");
+    assert_eq!(served["given"], "ENV:MODE", "{served}");
+    assert_eq!(served["span"]["name"], "request", "{served}");
 }
