@@ -23,8 +23,8 @@ pub struct Ran {
 }
 
 impl Ran {
-    pub fn of(mut cmd: assert_cmd::Command) -> Self {
-        let out = cmd.output().expect("envoi runs");
+    pub fn of(mut cmd: impl std::borrow::BorrowMut<assert_cmd::Command>) -> Self {
+        let out = cmd.borrow_mut().output().expect("envoi runs");
         Self {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -9,24 +9,7 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
-}
-
-/// A compact HS256 JWT over `claims`, keyed with the UTF-8 bytes of `key`.
-pub fn sign(key: &str, claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string());
-    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signed = format!("{header}.{claims}");
-    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
-    mac.update(signed.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signed}.{signature}")
-}
+pub use super::cli_run::{now, sign};
 
 /// The claims a platform sends for a workload.
 pub fn claims(project: &str, kind: &str, id: &str, iat: i64, exp: i64) -> Value {

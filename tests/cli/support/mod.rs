@@ -5,8 +5,13 @@
 pub mod jwt;
 pub mod server;
 
+// Shared with the Postgres tests; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "../../shared/cli_run.rs"]
+mod cli_run;
+pub use cli_run::{toml_string, Ran};
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use tempfile::TempDir;
 
@@ -82,81 +87,6 @@ pub fn clean_command(dir: &Path) -> std::process::Command {
     }
     cmd.env("NO_COLOR", "1");
     cmd
-}
-
-/// A TOML basic string holding `text`.
-pub fn toml_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serialises")
-}
-
-/// What a finished command did, for assertions whose failure shows everything.
-pub struct Ran {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Ran {
-    pub fn of(mut cmd: impl std::borrow::BorrowMut<assert_cmd::Command>) -> Self {
-        let Output { status, stdout, stderr } = cmd.borrow_mut().output().expect("envoi runs");
-        Self {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    pub fn success(self) -> Self {
-        assert_eq!(self.code, Some(0), "expected success\n{self}");
-        self
-    }
-
-    pub fn failure(self) -> Self {
-        assert!(
-            matches!(self.code, Some(code) if code != 0),
-            "expected a non-zero exit\n{self}"
-        );
-        self
-    }
-
-    pub fn stderr_names(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr should name `{needle}`\n{self}");
-        self
-    }
-
-    pub fn stdout_names(&self, needle: &str) -> &Self {
-        assert!(self.stdout.contains(needle), "stdout should contain `{needle}`\n{self}");
-        self
-    }
-
-    /// Neither output contains `secret`.
-    pub fn never_shows(&self, secret: &str) -> &Self {
-        assert!(
-            !self.stdout.contains(secret) && !self.stderr.contains(secret),
-            "`{secret}` must not be printed\n{self}"
-        );
-        self
-    }
-
-    /// The last non-empty line of standard output.
-    pub fn last_line(&self) -> &str {
-        self.stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| panic!("no output\n{self}"))
-            .trim()
-    }
-}
-
-impl std::fmt::Display for Ran {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 /// A port that was free a moment ago.
