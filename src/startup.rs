@@ -86,7 +86,14 @@ fn refuse(req: &ServiceRequest, max_header_bytes: usize) -> Option<ApiError> {
     if size > max_header_bytes {
         return Some(ApiError::HeadersTooLarge);
     }
-    has_body(req).then_some(ApiError::BodyNotAllowed)
+    (is_protocol_request(req) && has_body(req)).then_some(ApiError::BodyNotAllowed)
+}
+
+/// `GET /`, the one request whose body is judged here. The route and the method are
+/// judged first (SPEC §1): another method on `/` is a 405 and an unknown path a 404,
+/// body or not, and neither reads the body.
+fn is_protocol_request(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET && req.path() == "/"
 }
 
 /// A request with a body is refused: the protocol has none.

@@ -234,6 +234,14 @@ impl Verifier {
         if claims.exp.0 > now.saturating_add(max_lifetime).saturating_add(leeway) {
             return Err(AuthError::TooLongLived);
         }
+        // SPEC §1: the cap bounds the whole lifetime too, so a token minted long ago for a
+        // long life is refused even near its end.
+        if claims
+            .iat
+            .is_some_and(|iat| claims.exp.0.saturating_sub(iat.0) > max_lifetime.saturating_add(leeway))
+        {
+            return Err(AuthError::TooLongLived);
+        }
         Ok(())
     }
 }

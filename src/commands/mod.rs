@@ -102,6 +102,7 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let store = toml_store(&settings)?;
     let policy = store.load()?;
     tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %settings.store.path.display(), "policy loaded");
+    crate::store::reload::log_warnings(&policy);
     let holder = Arc::new(PolicyHolder::with_policy(policy));
     let reload = reload::spawn(store, holder.clone())
         .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
@@ -231,6 +232,9 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
         (Ok(_), Err(policy)) => return Err(policy),
         (Err(keys), Err(policy)) => return Err(CommandError::Other(format!("{keys}\nerror: {policy}"))),
     };
+    for warning in policy.warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "ok: {} grants and {} secrets in {}; {} signing key(s)",
         policy.grants().len(),

@@ -9,6 +9,7 @@ use ahash::{HashMap, HashMapExt as _};
 
 use super::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PolicyDoc, SourceSpec};
 
+use super::files::{self, io_reason, Fingerprint};
 use super::item::{FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 use super::selector::{Pattern, Selector};
 use super::template::{self, Part, RawPart, Template};
@@ -70,46 +71,60 @@ pub fn load_str(name: &str, text: &str, base: Option<&Path>) -> Result<Policy, P
     Loader::default().load_str(name, text, base)
 }
 
+/// The largest policy file envoi reads: far above a 100,000-workload policy (tens of
+/// MiB), far below what would exhaust memory.
+pub const MAX_POLICY_FILE_BYTES: usize = 1 << 30;
+
 /// The policy's files: `path` itself, or the `*.toml` files of the folder, by name.
+/// Every file that cannot be read is named, not only the first.
 fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", path.display(), io_reason(&e))))?;
-    let files = if meta.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| {
-                PolicyError::one(format!(
-                    "cannot list policy folder {}: {}",
-                    path.display(),
-                    io_reason(&e)
-                ))
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
-            .collect();
-        files.sort();
+    let (files, folder) = if meta.is_dir() {
+        let files = files::list_policy_folder(path).map_err(PolicyError::new)?;
         if files.is_empty() {
             return Err(PolicyError::one(format!(
                 "policy folder {} holds no *.toml file",
                 path.display()
             )));
         }
-        files
+        // The folder's own fingerprint changes when a file is added, removed or renamed.
+        (files, Fingerprint::now(path).map(|f| (path.to_path_buf(), f)))
     } else {
-        vec![path.to_path_buf()]
+        (vec![path.to_path_buf()], None)
     };
-    files
-        .into_iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", file.display(), io_reason(&e))))?;
-            Ok(Source::new(
-                file.display().to_string(),
-                Some(file.clone()),
-                file.parent().map(Path::to_path_buf),
-                text,
-            ))
-        })
-        .collect()
+    let mut problems = Vec::new();
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let read = files::read_regular(&file, MAX_POLICY_FILE_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|read| {
+                let fingerprint = read.fingerprint;
+                String::from_utf8(read.bytes)
+                    .map(|text| (text, fingerprint))
+                    .map_err(|_| "is not UTF-8 text".to_owned())
+            });
+        match read {
+            Ok((text, fingerprint)) => {
+                let mut source = Source::new(
+                    file.display().to_string(),
+                    Some(file.clone()),
+                    file.parent().map(Path::to_path_buf),
+                    text,
+                );
+                source.fingerprint = Some(fingerprint);
+                sources.push(source);
+            }
+            Err(why) => problems.push(format!("cannot read policy {}: {why}", file.display())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PolicyError::new(problems));
+    }
+    if let (Some(first), Some(folder)) = (sources.first_mut(), folder) {
+        first.folder = Some(folder);
+    }
+    Ok(sources)
 }
 
 /// How deep templates may splice templates.
@@ -119,14 +134,30 @@ pub const MAX_TEMPLATE_DEPTH: usize = 32;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// Reads a `value`, `env` or `file` source; `None` for `sealed` and `template`, which
-/// need a keyring or other secrets. Relative files are resolved against `base`.
+/// need a keyring or other secrets. Relative files are resolved against `base`. Every
+/// source is held to the same bound, [`MAX_VALUE_BYTES`].
 pub fn read_plain(spec: &SourceSpec, base: Option<&Path>) -> Result<Option<SecretBytes>, String> {
+    read_plain_seen(spec, base).map(|read| read.map(|(bytes, _)| bytes))
+}
+
+/// [`read_plain`], with the fingerprint of the file a `file` source read.
+fn read_plain_seen(
+    spec: &SourceSpec,
+    base: Option<&Path>,
+) -> Result<Option<(SecretBytes, Option<Fingerprint>)>, String> {
+    let bounded = |bytes: Vec<u8>, what: String| {
+        if bytes.len() > MAX_VALUE_BYTES {
+            Err(format!("{what} is larger than {MAX_VALUE_BYTES} bytes"))
+        } else {
+            Ok(Some((SecretBytes::new(bytes), None)))
+        }
+    };
     if let Some(value) = &spec.value {
-        return Ok(Some(SecretBytes::new(value.clone().into_bytes())));
+        return bounded(value.clone().into_bytes(), "the `value` literal".into());
     }
     if let Some(var) = &spec.env {
         return match std::env::var_os(var) {
-            Some(value) => Ok(Some(SecretBytes::new(os_bytes(value)))),
+            Some(value) => bounded(os_bytes(value), format!("environment variable `{var}`")),
             None => Err(format!("environment variable `{var}` is not set")),
         };
     }
@@ -135,22 +166,11 @@ pub fn read_plain(spec: &SourceSpec, base: Option<&Path>) -> Result<Option<Secre
             Some(base) if Path::new(file).is_relative() => base.join(file),
             _ => PathBuf::from(file),
         };
-        let read = || -> std::io::Result<Vec<u8>> {
-            use std::io::Read as _;
-            let mut bytes = Vec::new();
-            // One byte past the bound tells an oversized file (or /dev/zero) from a full one.
-            std::fs::File::open(&path)?
-                .take(MAX_VALUE_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)?;
-            Ok(bytes)
-        };
-        return match read() {
-            Ok(bytes) if bytes.len() > MAX_VALUE_BYTES => Err(format!(
-                "file {} is larger than {MAX_VALUE_BYTES} bytes",
-                path.display()
-            )),
-            Ok(bytes) => Ok(Some(SecretBytes::new(bytes))),
-            Err(e) => Err(format!("cannot read file {}: {}", path.display(), io_reason(&e))),
+        return match files::read_regular(&path, MAX_VALUE_BYTES) {
+            Ok(read) => Ok(Some((SecretBytes::new(read.bytes), Some(read.fingerprint)))),
+            Err(e @ files::ReadError::TooLarge(_)) => Err(format!("file {} {e}", path.display())),
+            Err(e @ files::ReadError::NotRegular(_)) => Err(format!("file {} {e}", path.display())),
+            Err(e) => Err(format!("cannot read file {}: {e}", path.display())),
         };
     }
     Ok(None)
@@ -175,7 +195,7 @@ pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
                 base: source.base,
                 doc,
             }),
-            Err(e) => problems.push(syntax_problem(&source, &e)),
+            Err(e) => problems.extend(shape_problems(&source, &e)),
         }
     }
     if problems.is_empty() {
@@ -196,6 +216,10 @@ struct Source {
     /// as many locations.
     line_starts: RefCell<Option<Vec<usize>>>,
     shared_name: std::cell::OnceCell<Arc<str>>,
+    /// How the file looked when it was read.
+    fingerprint: Option<Fingerprint>,
+    /// For the first file of a policy folder: the folder and how it looked when listed.
+    folder: Option<(PathBuf, Fingerprint)>,
 }
 
 impl Source {
@@ -207,6 +231,8 @@ impl Source {
             text: RefCell::new(text),
             line_starts: RefCell::new(None),
             shared_name: std::cell::OnceCell::new(),
+            fingerprint: None,
+            folder: None,
         }
     }
 
@@ -249,14 +275,6 @@ impl Source {
     }
 }
 
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or folder".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
-}
-
 // ---- Compilation ----
 
 /// A named secret as written, until it is resolved.
@@ -277,6 +295,10 @@ struct Compiler<'a> {
     resolved: HashMap<String, Option<Value>>,
     /// Every file read, policy files included: what a reload must watch.
     inputs: Vec<PathBuf>,
+    /// How each file read looked: what a reload compares to tell a change it missed.
+    seen: Vec<(PathBuf, Fingerprint)>,
+    /// What loads but is likely a mistake; never a value.
+    warnings: Vec<String>,
     /// "secret `NAME`", once per secret however many items name it.
     origins: HashMap<String, Arc<str>>,
 }
@@ -313,6 +335,7 @@ impl<'k> Loader<'k> {
             std::slice::from_ref(&source),
             std::iter::once(Ok((0, doc))),
             self.keyring,
+            false,
         )
     }
 
@@ -324,13 +347,24 @@ impl<'k> Loader<'k> {
     }
 }
 
+/// Compiles policy files. Files that grant nothing at all are refused (SPEC §2): that is
+/// what an empty or truncated file, or a folder emptied by mistake, looks like, and
+/// serving it would answer every workload with nothing.
 fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
     let docs = sources.iter().enumerate().map(|(index, source)| {
         toml::from_str::<PolicyDoc>(&source.text.borrow())
             .map(|doc| (index, doc))
-            .map_err(|e| syntax_problem(source, &e))
+            .map_err(|e| shape_problems(source, &e))
     });
-    compile_docs(sources, docs, keyring)
+    compile_docs(sources, docs, keyring, true)
+}
+
+fn no_grants(sources: &[Source]) -> String {
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "{} grants nothing (no [[grants]]): an empty or truncated policy is refused; write policy files by rename",
+        names.join(", ")
+    )
 }
 
 /// Compiles documents as they come. A grant whose secrets are all defined already is
@@ -338,8 +372,9 @@ fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError>
 /// never holds every parsed file at the same time; the others wait for the last file.
 fn compile_docs(
     sources: &[Source],
-    docs: impl Iterator<Item = Result<(usize, PolicyDoc), String>>,
+    docs: impl Iterator<Item = Result<(usize, PolicyDoc), Vec<String>>>,
     keyring: &Keyring,
+    require_grants: bool,
 ) -> Result<Policy, PolicyError> {
     let mut compiler = Compiler {
         sources,
@@ -349,7 +384,15 @@ fn compile_docs(
         defined: HashMap::new(),
         resolved: HashMap::new(),
         inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
+        seen: sources
+            .iter()
+            .flat_map(|s| {
+                let file = s.path.clone().zip(s.fingerprint);
+                s.folder.clone().into_iter().chain(file)
+            })
+            .collect(),
         origins: HashMap::new(),
+        warnings: Vec::new(),
     };
     let mut syntax = Vec::new();
     let mut waiting = Vec::new();
@@ -358,8 +401,8 @@ fn compile_docs(
     for doc in docs {
         let (index, raw) = match doc {
             Ok(parsed) => parsed,
-            Err(problem) => {
-                syntax.push(problem);
+            Err(problems) => {
+                syntax.extend(problems);
                 continue;
             }
         };
@@ -402,6 +445,9 @@ fn compile_docs(
     if !syntax.is_empty() {
         return Err(PolicyError::new(syntax));
     }
+    if require_grants && position == 0 {
+        compiler.problems.push(no_grants(sources));
+    }
     let mut names: Vec<String> = compiler.defined.keys().cloned().collect();
     names.sort();
     for name in &names {
@@ -417,12 +463,33 @@ fn compile_docs(
     let grants: Vec<Grant> = grants.into_iter().map(|(_, grant)| grant).collect();
     compiler.problems.extend(find_conflicts(&grants));
     if compiler.problems.is_empty() {
-        Ok(Policy::new(grants, names.len(), compiler.inputs))
+        compiler.warnings.sort();
+        compiler.warnings.dedup();
+        Ok(Policy::new(grants, names.len(), compiler.inputs, compiler.seen).with_warnings(compiler.warnings))
     } else {
         Err(PolicyError {
             problems: compiler.problems,
             inputs: compiler.inputs,
         })
+    }
+}
+
+/// Every problem of a file that does not deserialize: its syntax error, or each of its
+/// shape problems (unknown keys, wrong types), not only the first that serde met.
+fn shape_problems(source: &Source, e: &toml::de::Error) -> Vec<String> {
+    let text = source.text.borrow();
+    match super::diagnose::shape_problems(&text, redact_message) {
+        Some(found) if !found.is_empty() => {
+            drop(text);
+            found
+                .into_iter()
+                .map(|(offset, problem)| format!("{}: {problem}", source.location(offset)))
+                .collect()
+        }
+        _ => {
+            drop(text);
+            vec![syntax_problem(source, e)]
+        }
     }
 }
 
@@ -616,8 +683,13 @@ impl Compiler<'_> {
         if let Some(file) = &raw.file {
             self.inputs.push(self.sources[source].resolve(file));
         }
-        match read_plain(raw, self.sources[source].base.as_deref()) {
-            Ok(Some(bytes)) => return Some(Value::Static(bytes)),
+        match read_plain_seen(raw, self.sources[source].base.as_deref()) {
+            Ok(Some((bytes, fingerprint))) => {
+                if let (Some(fingerprint), Some(file)) = (fingerprint, &raw.file) {
+                    self.seen.push((self.sources[source].resolve(file), fingerprint));
+                }
+                return Some(Value::Static(bytes));
+            }
             Ok(None) => {}
             Err(problem) => {
                 self.problems.push(format!("{what}: {problem}"));
@@ -626,6 +698,12 @@ impl Compiler<'_> {
         }
         if let Some(sealed) = &raw.sealed {
             return match self.keyring.open(name, sealed) {
+                Ok(bytes) if bytes.len() > MAX_VALUE_BYTES => {
+                    self.problems.push(format!(
+                        "{what}: the sealed value opens to more than {MAX_VALUE_BYTES} bytes"
+                    ));
+                    None
+                }
                 Ok(bytes) => Some(Value::Static(bytes)),
                 Err(e) => {
                     self.problems.push(format!("{what}: sealed value: {e}"));
@@ -648,7 +726,14 @@ impl Compiler<'_> {
                 RawPart::Text(text) => spliced.push(Part::Text(SecretBytes::new(text.into_bytes()))),
                 RawPart::Claim(claim) => spliced.push(Part::Claim(claim)),
                 RawPart::Secret(secret) => match self.named_secret(&format!("{what}: template"), &secret, stack) {
-                    Some(Value::Static(bytes)) => spliced.push(Part::Text(bytes)),
+                    Some(Value::Static(bytes)) => {
+                        if bytes.expose().last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                            self.warnings.push(format!(
+                                "{what}: the template splices secret `{secret}`, whose value ends with a newline, and keeps it (a file written by `echo`? write it with `printf %s`)"
+                            ));
+                        }
+                        spliced.push(Part::Text(bytes))
+                    }
                     Some(Value::Template(inner)) => spliced.extend(inner.parts().iter().cloned()),
                     None => complete = false,
                 },
@@ -688,6 +773,7 @@ impl Compiler<'_> {
             kind: pattern("type", raw.kind.as_deref()),
             id: pattern("id", raw.id.as_deref()),
         };
+        let selector_ok = self.problems.len() == before;
 
         let mut items: Vec<Item> = Vec::with_capacity(raw.env.len() + raw.files.len());
         for (key, value) in raw.env {
@@ -775,7 +861,10 @@ impl Compiler<'_> {
                 self.push_item(&what, &mut items, target, origin, (value, shared), attributes);
             }
         }
-        if self.problems.len() > before {
+        // A grant with other problems is kept with the items that did compile: the
+        // policy fails to load anyway, and its conflicts are reported in the same run.
+        // With a selector that did not parse, a conflict would be a guess.
+        if !selector_ok {
             return None;
         }
         items.sort_by(|a, b| a.target.cmp(&b.target));

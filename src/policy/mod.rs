@@ -1,6 +1,8 @@
 //! The compiled policy: grants indexed for lookup by workload, items pre-rendered, and
 //! every conflict found before it may serve.
 
+mod diagnose;
+mod files;
 mod item;
 mod load;
 pub mod model;
@@ -12,6 +14,7 @@ mod value;
 use ahash::{HashMap, HashMapExt as _};
 use std::fmt;
 
+pub use files::is_policy_file_name;
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
@@ -75,6 +78,10 @@ pub struct Policy {
     general: Vec<GrantId>,
     secrets: usize,
     inputs: Vec<std::path::PathBuf>,
+    /// How each file read looked when it was read.
+    seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
+    /// What loaded but is likely a mistake (`check` shows them, a load logs them).
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for Policy {
@@ -126,7 +133,12 @@ pub struct Explained<'p> {
 }
 
 impl Policy {
-    fn new(grants: Vec<Grant>, secrets: usize, inputs: Vec<std::path::PathBuf>) -> Self {
+    fn new(
+        grants: Vec<Grant>,
+        secrets: usize,
+        inputs: Vec<std::path::PathBuf>,
+        seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
+    ) -> Self {
         let mut exact: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
         let mut by_project: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
         let mut general = Vec::new();
@@ -153,7 +165,27 @@ impl Policy {
             general,
             secrets,
             inputs,
+            seen,
+            warnings: Vec::new(),
         }
+    }
+
+    fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// What loaded but is likely a mistake, such as a newline spliced into a template.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether a file the policy was read from has changed since: a change made before
+    /// anything watched for it.
+    pub fn changed_since_read(&self) -> bool {
+        self.seen
+            .iter()
+            .any(|(path, seen)| files::Fingerprint::now(path).as_ref() != Some(seen))
     }
 
     /// The files the policy was built from (policy files and `file` values): a change

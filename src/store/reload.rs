@@ -14,11 +14,16 @@ use notify::{RecursiveMode, Watcher as _};
 use super::toml::TomlStore;
 use super::PolicyHolder;
 
-/// After a change, wait this long for the writes to settle (editors and `git checkout`
-/// write in bursts)...
+/// After a change, wait until the files have been quiet this long (editors and
+/// `git checkout` write in bursts, and a file rewritten in place is empty for a moment)...
 const QUIET: Duration = Duration::from_millis(150);
-/// ...but never longer than this after the first change.
-const MAX_DELAY: Duration = Duration::from_millis(1000);
+/// ...unless they never are: a writer that never pauses is reloaded this often anyway.
+/// A file caught mid-write is read again (policy::files), and an empty one refused.
+const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The reload thread's niceness. Answering comes first, but a reload must still finish
+/// on a busy machine: at the lowest priority (19) two busy processes on the same cores
+/// starve it for seconds. At 10 it gets about a tenth of a core against each of them.
+const RELOAD_NICENESS: u8 = 22; // thread_priority's 0–99 scale: 22 is nice 10 on Linux.
 
 /// Why a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +45,27 @@ impl ReloadHandle {
 }
 
 /// Starts watching the store's files and returns a handle to trigger reloads by hand.
+/// The watches exist when this returns, before the server answers; a change made
+/// between the first load and the watches' creation is caught by comparing the files
+/// with how they were read, and reloaded at once.
 pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<ReloadHandle> {
     let (sender, receiver) = mpsc::channel();
     let handle = ReloadHandle { sender: sender.clone() };
-    let watch_sender = sender;
-    std::thread::Builder::new().name("envoi-reload".into()).spawn(move || {
-        // Answering comes first: a reload of a large policy takes most of a core for most
-        // of a second, and on a busy machine that core is a worker's. Best effort.
-        if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
-            tracing::debug!("cannot lower the reload thread's priority: {e:?}");
-        }
-        let mut watched = Watched::new(store.path(), watch_sender);
-        if let Some(snapshot) = holder.current().as_ref() {
+    let mut watched = Watched::new(store.path(), sender);
+    match holder.current().as_ref() {
+        Some(snapshot) => {
             watched.sync(snapshot.policy.inputs());
+            if snapshot.policy.changed_since_read() {
+                handle.trigger(Trigger::FileChanged);
+            }
+        }
+        None => handle.trigger(Trigger::FileChanged),
+    }
+    std::thread::Builder::new().name("envoi-reload".into()).spawn(move || {
+        let nice = thread_priority::ThreadPriorityValue::try_from(RELOAD_NICENESS)
+            .map(thread_priority::ThreadPriority::Crossplatform);
+        if let Ok(Err(e)) = nice.map(thread_priority::set_current_thread_priority) {
+            tracing::debug!("cannot lower the reload thread's priority: {e:?}");
         }
         while let Ok(first) = receiver.recv() {
             let started = Instant::now();
@@ -74,6 +87,7 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
                         secrets = policy.secret_count(),
                         "policy reloaded"
                     );
+                    log_warnings(&policy);
                     holder.install(policy);
                 }
                 Err(error) => {
@@ -86,6 +100,13 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
         }
     })?;
     Ok(handle)
+}
+
+/// Logs what loaded but is likely a mistake.
+pub fn log_warnings(policy: &crate::policy::Policy) {
+    for warning in policy.warnings() {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// The folders under watch: the policy's own (or the policy folder) and those of every
@@ -109,7 +130,7 @@ struct Relevant {
 impl Relevant {
     fn matches(&self, name: &OsStr) -> bool {
         self.names.contains(name)
-            || (self.toml_files && Path::new(name).extension().is_some_and(|e| e == "toml"))
+            || (self.toml_files && crate::policy::is_policy_file_name(name))
             // A Kubernetes secret volume swaps its files in through `..data` links.
             || (!self.names.is_empty() && name.as_encoded_bytes().starts_with(b".."))
     }

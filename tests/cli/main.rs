@@ -7,6 +7,7 @@ mod check;
 mod explain;
 mod help;
 mod logs;
+mod policy_files;
 mod seal;
 mod serve;
 mod tls;

@@ -599,6 +599,16 @@ pub fn all() -> Vec<Case> {
         Request::Timed(|| jwt(HS256, &claims_with(|c| set_times(c, None, Some(MAX_LIFETIME), None)))),
         Want::Serves(billing_answer()),
     ));
+    cases.push(case(
+        "iat 30 days ago, exp in one hour (a lifetime over the maximum)",
+        Request::Timed(|| {
+            jwt(
+                HS256,
+                &claims_with(|c| set_times(c, Some(-30 * 86_400), Some(3_600), None)),
+            )
+        }),
+        Want::Refused,
+    ));
     cases.push(refused(
         "exp in the year 3000",
         jwt(
@@ -913,9 +923,28 @@ pub fn all() -> Vec<Case> {
     cases.push(raw(
         "POST with a body and a valid token",
         format!("POST / HTTP/1.1\r\n{host}{auth_line}Content-Length: 16\r\nConnection: close\r\n\r\nhostile-body-789"),
-        Want::RejectedOrClosed(&[405, 413]),
+        // SPEC §1: the method is judged before the body.
+        Want::Status(405),
         &[&good, "hostile-body-789"],
     ));
+    cases.push(raw(
+        "PUT with a chunked body and a valid token",
+        format!(
+            "PUT / HTTP/1.1\r\n{host}{auth_line}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\nhostile-body-abc\r\n0\r\n\r\n"
+        ),
+        Want::Status(405),
+        &[&good, "hostile-body-abc"],
+    ));
+    for method in ["GET", "POST"] {
+        cases.push(raw(
+            format!("{method} with a body to an unknown path"),
+            format!(
+                "{method} /no/such/route HTTP/1.1\r\n{host}{auth_line}Content-Length: 16\r\nConnection: close\r\n\r\nhostile-body-def"
+            ),
+            Want::Status(404),
+            &[&good, "hostile-body-def"],
+        ));
+    }
     cases.push(raw(
         "Content-Length and Transfer-Encoding together (smuggling)",
         format!(

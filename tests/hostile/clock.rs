@@ -48,7 +48,7 @@ fn time_limits_hold_to_the_second_at_a_fixed_clock() {
     let (v30, v0) = (verifier(LEEWAY as u64), verifier(0));
     let max = MAX_LIFETIME;
     #[rustfmt::skip]
-    let table: [Row; 17] = [
+    let table: [Row; 20] = [
         ("leeway 0: exp = now", &v0, None, Some(NOW), None, Err(AuthError::Expired)),
         ("leeway 0: exp = now + 1", &v0, None, Some(NOW + 1), None, Ok(())),
         ("leeway 0: exp = now - 1", &v0, None, Some(NOW - 1), None, Err(AuthError::Expired)),
@@ -66,6 +66,9 @@ fn time_limits_hold_to_the_second_at_a_fixed_clock() {
         ("leeway 0: exp = now + max", &v0, Some(NOW), Some(NOW + max), None, Ok(())),
         ("leeway 0: exp = now + max + 1", &v0, Some(NOW), Some(NOW + max + 1), None, Err(AuthError::TooLongLived)),
         ("leeway 30: exp = now + max + 31", &v30, Some(NOW), Some(NOW + max + 31), None, Err(AuthError::TooLongLived)),
+        ("leeway 0: iat = now - 30 days, exp = now + 1 h", &v0, Some(NOW - 30 * 86_400), Some(NOW + 3_600), None, Err(AuthError::TooLongLived)),
+        ("leeway 0: exp - iat = max, minted 100 s ago", &v0, Some(NOW - 100), Some(NOW - 100 + max), None, Ok(())),
+        ("leeway 0: exp - iat = max + 1, minted 100 s ago", &v0, Some(NOW - 100), Some(NOW - 99 + max), None, Err(AuthError::TooLongLived)),
     ];
     let mut failures = Vec::new();
     for (label, verifier, iat, exp, nbf, want) in table {

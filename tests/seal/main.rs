@@ -841,7 +841,8 @@ fn reseal_of_a_policy_folder_is_all_or_nothing() {
     let r = rotation("policy.d");
     let first = seal(&r.ws, &r.old, "first", b"reseal-first-11");
     let second = seal(&r.ws, &r.old, "second", b"reseal-second-12");
-    let a = format!("# file a\n[secrets.first]\nsealed = \"{first}\"\n");
+    // A grant, so that the policy grants something and `check` can pass at the end.
+    let a = format!("# file a\n[secrets.first]\nsealed = \"{first}\"\n\n[[grants]]\nproject = \"p\"\nenv = {{ FIRST = \"first\" }}\n");
     let b_broken = format!("# file b\n[secrets.second]\nsealed = \"{}\"\n", tamper(&second));
     r.ws.write("policy.d/a.toml", &a);
     r.ws.write("policy.d/b.toml", &b_broken);

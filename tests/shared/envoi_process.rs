@@ -94,7 +94,11 @@ impl Workspace {
 /// A `std::process::Command` for the binary, run in `dir`, without any `ENVOI…`
 /// variable of the test's own environment.
 pub fn clean_command(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(ENVOI);
+    clean_environment(std::process::Command::new(ENVOI), dir)
+}
+
+/// `cmd` run in `dir` without any `ENVOI…` variable of the test's own environment.
+fn clean_environment(mut cmd: std::process::Command, dir: &Path) -> std::process::Command {
     cmd.current_dir(dir);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("ENVOI") {
@@ -123,9 +127,18 @@ impl Server {
     /// Starts the server in `dir` with `config` and waits until `/healthz` answers. A
     /// port taken between choosing and binding it is retried with another.
     pub async fn start(dir: &Path, config: &Path) -> Self {
+        Self::start_on(dir, config, None).await
+    }
+
+    /// [`Server::start`], with the server and all its threads held to one CPU (`taskset`).
+    pub async fn start_pinned(dir: &Path, config: &Path, cpu: usize) -> Self {
+        Self::start_on(dir, config, Some(cpu)).await
+    }
+
+    async fn start_on(dir: &Path, config: &Path, cpu: Option<usize>) -> Self {
         let mut last = String::new();
         for _ in 0..3 {
-            let mut server = Self::spawn(dir, config);
+            let mut server = Self::spawn(dir, config, cpu);
             match server.wait_ready().await {
                 Ok(()) => return server,
                 Err(why) => {
@@ -139,14 +152,21 @@ impl Server {
         panic!("envoi serve did not start: {last}");
     }
 
-    fn spawn(dir: &Path, config: &Path) -> Self {
+    fn spawn(dir: &Path, config: &Path, cpu: Option<usize>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("bind an ephemeral port")
             .port();
         let output = tempfile::tempdir().expect("a temporary folder");
         let stderr = output.path().join("stderr");
-        let mut cmd = clean_command(dir);
+        let mut cmd = match cpu {
+            None => clean_command(dir),
+            Some(cpu) => {
+                let mut taskset = std::process::Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(ENVOI);
+                clean_environment(taskset, dir)
+            }
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
@@ -297,6 +317,43 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Busy loops (`sh -c 'while :; do :; done'`), each held to one CPU, as on a shared
+/// machine whose other tenants keep the cores busy; killed on drop.
+pub struct BusyLoops(Vec<Child>);
+
+impl BusyLoops {
+    pub fn start(count: usize, cpu: Option<usize>) -> Self {
+        let loops = (0..count)
+            .map(|_| {
+                let mut cmd = std::process::Command::new("taskset");
+                match cpu {
+                    Some(cpu) => cmd.arg("-c").arg(cpu.to_string()),
+                    None => cmd.arg("-c").arg(format!("0-{}", last_cpu())),
+                };
+                cmd.args(["sh", "-c", "while :; do :; done"])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start a busy loop")
+            })
+            .collect();
+        Self(loops)
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The highest CPU number this process may run on.
+pub fn last_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
 }
 
 /// `GET base/` with `token`: the status and the body.

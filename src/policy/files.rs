@@ -1,0 +1,233 @@
+//! Reading the files a policy is made of, so that what is compiled is what an operator
+//! wrote: only regular files (a FIFO or a device would hang the load), never a file
+//! caught in the middle of a write, and each with the fingerprint a reload compares.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How often a file that changes while it is read is read again before the load fails.
+const READ_ATTEMPTS: u32 = 5;
+/// The pause between two attempts: long enough for a writer's next `write(2)`.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// What a file looked like when it was read: if any of it differs later, the file (or
+/// what a symlink points to) has changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+
+    /// The fingerprint of `path` now, following symlinks; `None` if it cannot be read.
+    pub fn now(path: &Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|meta| Self::of(&meta))
+    }
+}
+
+/// A file read whole, and how it looked while it was read.
+pub struct ReadFile {
+    pub bytes: Vec<u8>,
+    pub fingerprint: Fingerprint,
+}
+
+/// Why a file could not be read, in words fit for an operator; never its contents.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    NotRegular(&'static str),
+    TooLarge(usize),
+    KeptChanging,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => f.write_str(&io_reason(e)),
+            Self::NotRegular(kind) => write!(f, "is {kind}, not a regular file"),
+            Self::TooLarge(limit) => write!(f, "is larger than {limit} bytes"),
+            Self::KeptChanging => write!(
+                f,
+                "changed while it was read, {READ_ATTEMPTS} times in a row (write it by rename)"
+            ),
+        }
+    }
+}
+
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => match e.raw_os_error() {
+            Some(libc::ELOOP) => "too many levels of symbolic links (a symlink loop?)".into(),
+            _ => e.to_string(),
+        },
+    }
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads the regular file at `path` (following symlinks), at most `limit` bytes. A file
+/// whose size or modification time changes while it is read, or that is not as long as it
+/// said, is read again: a writer that truncates and then writes is not compiled half-way.
+pub fn read_regular(path: &Path, limit: usize) -> Result<ReadFile, ReadError> {
+    for attempt in 1..=READ_ATTEMPTS {
+        if attempt > 1 {
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(ReadError::Io)?
+        };
+        let before = file.metadata().map_err(ReadError::Io)?;
+        if !before.is_file() {
+            return Err(ReadError::NotRegular(kind_of(&before)));
+        }
+        if before.len() > limit as u64 {
+            return Err(ReadError::TooLarge(limit));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
+        // One byte past the bound tells an oversized file from a full one.
+        (&mut file)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(ReadError::Io)?;
+        if bytes.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        let after = file.metadata().map_err(ReadError::Io)?;
+        let (seen, now) = (Fingerprint::of(&before), Fingerprint::of(&after));
+        if seen == now && bytes.len() as u64 == now.len && !just_modified(&now) {
+            return Ok(ReadFile {
+                bytes,
+                fingerprint: now,
+            });
+        }
+    }
+    Err(ReadError::KeptChanging)
+}
+
+/// A file modified in the last few milliseconds may still be being written: its
+/// timestamp can stay the same across two writes that land in one clock tick.
+fn just_modified(fingerprint: &Fingerprint) -> bool {
+    fingerprint
+        .modified
+        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .is_some_and(|age| age < RETRY_PAUSE / 2)
+}
+
+/// Whether a folder entry is a policy file: `*.toml`, not hidden. Hidden names are an
+/// editor's lock or swap files (Emacs' `.#policy.toml` is a dangling symlink) and a
+/// Kubernetes volume's `..data` machinery.
+pub fn is_policy_file_name(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    !bytes.starts_with(b".") && bytes.ends_with(b".toml") && bytes.len() > ".toml".len()
+}
+
+/// The policy files of a folder, by name. An entry named like a policy file that is not
+/// a readable regular file (a dangling symlink, a loop, a folder) is a problem, named,
+/// not something to skip: skipping it would serve a smaller policy without a word.
+pub fn list_policy_folder(folder: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
+    let entries = std::fs::read_dir(folder).map_err(|e| {
+        vec![format!(
+            "cannot list policy folder {}: {}",
+            folder.display(),
+            io_reason(&e)
+        )]
+    })?;
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(format!(
+                    "cannot list policy folder {}: {}",
+                    folder.display(),
+                    io_reason(&e)
+                ));
+                continue;
+            }
+        };
+        if !is_policy_file_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => files.push(path),
+            Ok(meta) => problems.push(format!(
+                "policy folder entry {} is {}, not a file",
+                path.display(),
+                kind_of(&meta)
+            )),
+            Err(e) => {
+                let dangling = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                    && e.kind() == std::io::ErrorKind::NotFound;
+                let why = if dangling {
+                    "is a symlink to nothing (dangling)".to_owned()
+                } else {
+                    format!("cannot be read: {}", io_reason(&e))
+                };
+                problems.push(format!("policy folder entry {} {why}", path.display()));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        return Err(problems);
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_file_names_are_visible_toml_files() {
+        for (name, want) in [
+            ("policy.toml", true),
+            ("a.b.toml", true),
+            (".toml", false),
+            (".#policy.toml", false),
+            ("..data", false),
+            ("policy.toml.swp", false),
+            ("policy.TOML", false),
+        ] {
+            assert_eq!(is_policy_file_name(std::ffi::OsStr::new(name)), want, "{name}");
+        }
+    }
+}
