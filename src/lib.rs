@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod seal;
+pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -7,15 +7,13 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use rand::RngCore as _;
-use sha2::{Digest, Sha256};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
-use crate::policy::SecretBytes;
+use crate::secret::SecretBytes;
 
 const KEY_PREFIX: &str = "envoi-key:v1:";
 const SEALED_PREFIX: &str = "envoi:v1:";
@@ -41,7 +39,7 @@ pub enum SealError {
 /// One AES-256 master key and its id.
 pub struct MasterKey {
     id: String,
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     bytes: Zeroizing<[u8; 32]>,
 }
 
@@ -55,20 +53,23 @@ impl MasterKey {
     /// A fresh random key.
     pub fn generate() -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        fill_random(bytes.as_mut());
         Self::from_bytes(bytes)
     }
 
     fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
-        let digest = Sha256::new()
-            .chain_update(b"envoi key id\0")
-            .chain_update(bytes.as_ref())
-            .finalize();
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(b"envoi key id\0");
+        context.update(bytes.as_ref());
+        let digest = context.finish();
         let id = format!(
             "k{}",
-            digest[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            digest.as_ref()[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
-        let cipher = Aes256Gcm::new_from_slice(bytes.as_ref()).expect("32-byte key");
+        let cipher = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes.as_ref()).expect("a 32-byte key"));
         Self { id, cipher, bytes }
     }
 
@@ -113,6 +114,13 @@ impl Keyring {
     }
 }
 
+/// Bytes from the operating system's generator.
+pub fn fill_random(out: &mut [u8]) {
+    SystemRandom::new()
+        .fill(out)
+        .expect("the operating system's random generator works");
+}
+
 fn associated_data(name: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(SEALED_PREFIX.len() + name.len());
     aad.extend_from_slice(SEALED_PREFIX.as_bytes());
@@ -138,22 +146,25 @@ impl Keyring {
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> Result<String, SealError> {
         let key = self.keys.first().ok_or(SealError::NoKey)?;
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = associated_data(name);
-        let ciphertext = key
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .expect("AES-GCM encryption of a bounded message cannot fail");
-        let mut data = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        fill_random(&mut nonce);
+        // nonce ‖ ciphertext ‖ tag, sealed in place after the nonce.
+        let mut data = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN));
         data.extend_from_slice(&nonce);
-        data.extend_from_slice(&ciphertext);
-        Ok(format!("{SEALED_PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(&data)))
+        data.extend_from_slice(plaintext);
+        let mut sealed = data.split_off(NONCE_LEN);
+        key.cipher
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(associated_data(name)),
+                &mut sealed,
+            )
+            .expect("AES-GCM sealing of a bounded message cannot fail");
+        data.extend_from_slice(&sealed);
+        Ok(format!(
+            "{SEALED_PREFIX}{}:{}",
+            key.id,
+            URL_SAFE_NO_PAD.encode(data.as_slice())
+        ))
     }
 
     /// The id of the key a sealed string names, if it is well-formed.
@@ -178,24 +189,35 @@ impl Keyring {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
-        let (nonce, ciphertext) = data.split_at(NONCE_LEN);
-        let aad = associated_data(name);
-        key.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
+        let mut data = Zeroizing::new(data);
+        let nonce: [u8; NONCE_LEN] = data[..NONCE_LEN].try_into().expect("checked length");
+        let opened = key
+            .cipher
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(associated_data(name)),
+                &mut data[NONCE_LEN..],
             )
-            .map(SecretBytes::new)
-            .map_err(|_| SealError::DoesNotOpen(id.to_owned()))
+            .map_err(|_| SealError::DoesNotOpen(id.to_owned()))?;
+        Ok(SecretBytes::new(opened.to_vec()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Made with the aes-gcm crate before the move to ring: what is already sealed in
+    /// policies and databases keeps opening. The key is a throwaway.
+    #[test]
+    fn a_value_sealed_before_the_move_to_ring_still_opens() {
+        let key = MasterKey::parse("envoi-key:v1:ke56fb536:IBwxc++Mr9TBKCmhu8j8ijf9RMMX+RB4sMUMAw5yFYA=").unwrap();
+        let ring = Keyring::new(vec![key]);
+        let sealed = "envoi:v1:ke56fb536:91OGuyPXC4ivVtoVt4aTmO2zHoaOQTOKWPbBw7AXhnrnYbp_AR6oxREc1cKAOBACLN_UeA";
+        let opened = ring.open("compat_check", sealed).unwrap();
+        assert_eq!(opened.expose(), b"old-aes-gcm-sealed-value");
+        assert!(ring.open("another_name", sealed).is_err(), "the name is bound in");
+    }
 
     #[test]
     fn a_key_survives_its_encoding() {

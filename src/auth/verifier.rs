@@ -1,13 +1,16 @@
-//! HS256 verification pinned by hand: the header is parsed strictly (RFC 8725), the
-//! signature checked with ring's HMAC against every configured key (key schedules built
-//! once, comparison in constant time), and the claims decoded once into typed fields.
-//! `jsonwebtoken` mints tokens (`envoi token`, `serve --dev`).
+//! HS256 verification through `jsonwebtoken`'s `decode`, with a `Validation` pinned at
+//! start (HS256 only, `exp` required, the leeway), and envoi's strict checks around it:
+//! the size cap before anything is parsed, the header read strictly (RFC 8725: no
+//! `jku`, `x5u`, `jwk`, `crit`, `cty`), claims that must be a JSON object of the right
+//! types, and the times (`exp`, `nbf`, `iat`, the maximum lifetime) checked against the
+//! caller's clock. `jsonwebtoken` also mints tokens (`envoi token`, `serve --dev`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -90,10 +93,11 @@ pub struct TokenRules {
     pub max_lifetime_seconds: u64,
 }
 
-/// Verifies bearer tokens. Built once at start (the HMAC key schedules included);
-/// `verify` takes `&self` and allocates only the decoded segments.
+/// Verifies bearer tokens. Built once at start (decoding keys and validation included);
+/// `verify` takes `&self`.
 pub struct Verifier {
-    keys: Vec<ring::hmac::Key>,
+    keys: Vec<DecodingKey>,
+    validation: Validation,
     rules: TokenRules,
 }
 
@@ -121,19 +125,38 @@ struct Header<'a> {
 }
 
 #[derive(Deserialize)]
-struct Claims<'a> {
-    // Borrowed unless the JSON escapes something: one copy, into the `Workload`.
-    #[serde(rename = "projectId", borrow)]
-    project: std::borrow::Cow<'a, str>,
-    #[serde(rename = "nfObjectType", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(rename = "nfObjectId", borrow)]
-    id: std::borrow::Cow<'a, str>,
+struct Claims {
+    #[serde(rename = "projectId")]
+    project: String,
+    #[serde(rename = "nfObjectType")]
+    kind: String,
+    #[serde(rename = "nfObjectId")]
+    id: String,
     exp: NumericDate,
     #[serde(default)]
     nbf: Option<NumericDate>,
     #[serde(default)]
     iat: Option<NumericDate>,
+}
+
+/// The claims, from a JSON object only: RFC 7519 wants one, and serde's derived structs
+/// would also take an array of the fields in order.
+struct ObjectClaims(Claims);
+
+impl<'de> Deserialize<'de> for ObjectClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = ObjectClaims;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Claims::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectClaims)
+            }
+        }
+        d.deserialize_map(Object)
+    }
 }
 
 /// Seconds since the epoch, as JSON numbers (integral or not) only.
@@ -155,11 +178,20 @@ impl<'de> Deserialize<'de> for NumericDate {
 
 impl Verifier {
     pub fn new(keys: &[SigningKey], rules: TokenRules) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = rules.leeway_seconds;
+        validation.set_required_spec_claims(&["exp"]);
+        // The times are checked by `check_times`, against the caller's clock (the tests
+        // pin it) and with RFC 7519's exclusive bound at `exp`; `jsonwebtoken` reads the
+        // system clock and lets a token live one second past it.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        // The platform's tokens carry no audience; one that does is not refused for it.
+        validation.validate_aud = false;
         Self {
-            keys: keys
-                .iter()
-                .map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.bytes()))
-                .collect(),
+            keys: keys.iter().map(|k| DecodingKey::from_secret(k.bytes())).collect(),
+            validation,
             rules,
         }
     }
@@ -178,44 +210,42 @@ impl Verifier {
         }
         let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
         let mut parts = token.split('.');
-        let (Some(header64), Some(claims64), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header64), Some(_), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed);
         };
-
-        let header_json = decode_segment(header64)?;
-        if !is_json_object(&header_json) {
-            return Err(AuthError::BadHeader);
-        }
-        let header: Header = serde_json::from_slice(&header_json).map_err(|_| AuthError::BadHeader)?;
-        if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
-            return Err(AuthError::BadHeader);
-        }
-
+        strict_header(header64)?;
         // An HS256 signature is 32 bytes: 43 base64url characters without padding.
-        let mut mac = [0u8; 33];
-        let signature = match URL_SAFE_NO_PAD.decode_slice(signature, &mut mac) {
-            Ok(32) if signature.len() == 43 => &mac[..32],
-            _ => return Err(AuthError::BadSignature),
-        };
-        let signed = &token.as_bytes()[..header64.len() + 1 + claims64.len()];
-        // ring compares in constant time.
-        if !self
-            .keys
-            .iter()
-            .any(|key| ring::hmac::verify(key, signed, signature).is_ok())
-        {
+        if signature.len() != 43 {
             return Err(AuthError::BadSignature);
         }
-
-        let claims_json = decode_segment(claims64)?;
-        if !is_json_object(&claims_json) {
-            return Err(AuthError::BadClaims);
+        let mut refusal = AuthError::BadSignature;
+        for key in &self.keys {
+            match jsonwebtoken::decode::<ObjectClaims>(token, key, &self.validation) {
+                Ok(data) => {
+                    let claims = data.claims.0;
+                    self.check_times(&claims, now)?;
+                    return Workload::new(&claims.project, &claims.kind, &claims.id);
+                }
+                Err(e) => match e.kind() {
+                    // Another key may have signed it.
+                    ErrorKind::InvalidSignature => continue,
+                    ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+                        refusal = AuthError::Malformed;
+                        break;
+                    }
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        refusal = AuthError::BadHeader;
+                        break;
+                    }
+                    _ => {
+                        refusal = AuthError::BadClaims;
+                        break;
+                    }
+                },
+            }
         }
-        let claims: Claims = serde_json::from_slice(&claims_json).map_err(|_| AuthError::BadClaims)?;
-        self.check_times(&claims, now)?;
-        Workload::new(&claims.project, &claims.kind, &claims.id)
+        Err(refusal)
     }
 
     fn check_times(&self, claims: &Claims, now: i64) -> Result<(), AuthError> {
@@ -246,14 +276,19 @@ impl Verifier {
     }
 }
 
-fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
-}
-
-/// RFC 7515 and 7519 want both parts to be JSON objects; serde's derived structs would
-/// also take an array of the fields in order.
-fn is_json_object(json: &[u8]) -> bool {
-    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+/// The header, read before `jsonwebtoken` sees the token: a JSON object with `alg`
+/// HS256 and nothing but `typ` (JWT) and `kid` beside it. `jsonwebtoken` would accept
+/// and ignore key-sourcing members (`jku`, `x5u`, `jwk`) and `crit`.
+fn strict_header(header64: &str) -> Result<(), AuthError> {
+    let json = URL_SAFE_NO_PAD.decode(header64).map_err(|_| AuthError::Malformed)?;
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AuthError::BadHeader);
+    }
+    let header: Header = serde_json::from_slice(&json).map_err(|_| AuthError::BadHeader)?;
+    if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+        return Err(AuthError::BadHeader);
+    }
+    Ok(())
 }
 
 /// Takes the token out of `Bearer <token>`; the scheme is case-insensitive (RFC 9110).

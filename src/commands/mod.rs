@@ -406,8 +406,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
-    use rand::RngCore as _;
     let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    crate::seal::fill_random(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }

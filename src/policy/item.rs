@@ -12,8 +12,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::template::Template;
-use super::value::{SecretBytes, Value};
+use super::value::Value;
 use crate::auth::Workload;
+use crate::secret::SecretBytes;
 
 /// Where an item lands in the workload. ENV items sort before FILE items, each by name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,8 +94,6 @@ pub struct Item {
     /// The value where it is cheap to keep: a shared secret or a template. An inline
     /// value lives only in the wire JSON and is read back from it for `explain`.
     value: Option<Value>,
-    /// Only FILE items have attributes; most items are ENV, so they are boxed.
-    attributes: Option<Box<FileAttributes>>,
     wire: Wire,
 }
 
@@ -195,13 +194,11 @@ impl Item {
                 }))
             }
         };
-        let attributes = (attributes != FileAttributes::default()).then(|| Box::new(attributes));
         let value = shared.then_some(value);
         Ok(Self {
             target,
             origin,
             value,
-            attributes,
             wire,
         })
     }
@@ -277,17 +274,6 @@ impl Item {
             Some(Encoding::Base64) => SecretBytes::new(STANDARD.decode(text.as_bytes()).expect("envoi encoded this")),
             _ => SecretBytes::new(text.as_bytes().to_vec()),
         }
-    }
-
-    /// The FILE attributes (all unset for ENV items).
-    pub fn attributes(&self) -> &FileAttributes {
-        static NONE: FileAttributes = FileAttributes {
-            encoding: None,
-            owner: None,
-            group: None,
-            permissions: None,
-        };
-        self.attributes.as_deref().unwrap_or(&NONE)
     }
 
     /// An upper bound of the static part of the item's size, to size buffers.

@@ -13,9 +13,10 @@ use super::files::{self, io_reason, Fingerprint};
 use super::item::{FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 use super::selector::{Pattern, Selector};
 use super::template::{self, Part, RawPart, Template};
-use super::value::{SecretBytes, Value};
+use super::value::Value;
 use super::{Grant, Location, Policy};
 use crate::seal::Keyring;
+use crate::secret::SecretBytes;
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
 /// secrets, variables and paths, never a value.

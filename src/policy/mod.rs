@@ -14,11 +14,12 @@ mod value;
 use ahash::{HashMap, HashMapExt as _};
 use std::fmt;
 
+pub use crate::secret::SecretBytes;
 pub use files::is_policy_file_name;
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
-pub use value::{SecretBytes, Value};
+pub use value::Value;
 
 use crate::auth::Workload;
 

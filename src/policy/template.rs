@@ -4,7 +4,7 @@
 
 use crate::auth::Workload;
 
-use super::value::SecretBytes;
+use crate::secret::SecretBytes;
 
 /// A claim a template splices per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

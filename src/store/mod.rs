@@ -12,12 +12,11 @@ use arc_swap::{ArcSwapOption, Guard};
 
 use crate::policy::Policy;
 
-/// A loaded policy, when it was built, and for the Postgres store the generation of the
+/// A loaded policy and, for the Postgres store the generation of the
 /// database it was read at.
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
-    pub loaded_at: SystemTime,
     pub generation: Option<i64>,
 }
 
@@ -67,10 +66,6 @@ impl PolicyHolder {
         self.current.load()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.current.load().is_some()
-    }
-
     /// Swaps a newly built policy in.
     pub fn install(&self, policy: Policy) {
         self.install_generation(policy, None);
@@ -78,11 +73,7 @@ impl PolicyHolder {
 
     /// Swaps in a policy read at a database generation.
     pub fn install_generation(&self, policy: Policy, generation: Option<i64>) {
-        let snapshot = Snapshot {
-            policy,
-            loaded_at: SystemTime::now(),
-            generation,
-        };
+        let snapshot = Snapshot { policy, generation };
         let old = self.current.swap(Some(Arc::new(snapshot)));
         self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
