@@ -4,10 +4,12 @@
 mod support;
 
 mod check;
+mod environment;
 mod explain;
 mod help;
 mod logs;
 mod seal;
 mod serve;
+mod settings;
 mod tls;
 mod token;
