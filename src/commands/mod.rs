@@ -218,7 +218,8 @@ pub(crate) fn run_server(
             CommandError::Other(format!("cannot listen on the address of {which}: {e}"))
         })?;
         let scheme = if edges.tls.is_some() { "https" } else { "http" };
-        tracing::info!(address = %app.address(), scheme, admin = ?app.admin_address(), "listening");
+        let admin = crate::telemetry::Optional(app.admin_address());
+        tracing::info!(address = %app.address(), scheme, admin = ?admin, "listening");
         on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
         let tasks: Vec<_> = tasks.into_iter().map(actix_web::rt::spawn).collect();
         let result = app.run_until_stopped().await;

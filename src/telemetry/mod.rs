@@ -13,6 +13,7 @@ mod json;
 mod line;
 mod output;
 
+pub use fields::{write_names, Optional};
 pub use json::{JsonFields, JsonFormat};
 pub use line::{LineFields, LineFormat};
 pub use output::flush;
