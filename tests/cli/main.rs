@@ -8,6 +8,7 @@ mod environment;
 mod explain;
 mod help;
 mod logs;
+mod pipe;
 mod seal;
 mod serve;
 mod settings;
