@@ -1,6 +1,7 @@
 //! Settings, layered (SPEC §5): built-in defaults (`config/default.toml`, compiled in),
 //! the file given with `--config`, then `ENVOI__SECTION__KEY` environment variables.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,17 +11,23 @@ use serde::Deserialize;
 use crate::auth::{SigningKey, TokenRules};
 use crate::seal::{Keyring, MasterKey};
 
+mod layers;
+
 /// The checked-in defaults, which also document every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(String),
     #[error("setting `{key}`: {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// As `Invalid`, for a setting that one variable sets, which is named too.
+    #[error("setting `{key}` ({}): {problem}", env_var(key))]
+    Setting { key: &'static str, problem: String },
     #[error("no signing key: set `auth.secrets` (ENVOI__AUTH__SECRETS) or `auth.secret_files` (ENVOI__AUTH__SECRET_FILES) to the secret shared with the platform")]
     NoSigningKey,
+    /// Every problem of the layers at once, each named where it stands.
+    #[error("{}", problem_list(.0))]
+    Settings(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,66 +129,28 @@ impl Settings {
     /// Reads the layers. Relative paths given by `file` are resolved against its folder;
     /// others against the working directory.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with_env(file, std::env::vars())
+        // `vars_os`: `vars` panics on any variable that is not UTF-8, with its value.
+        Self::load_with_env(file, std::env::vars_os())
     }
 
     /// As [`Settings::load`], with the environment given (for tests).
     pub fn load_with_env(
         file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Self, ConfigError> {
-        use config::{Config, Environment, File, FileFormat};
-        let mut builder = Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
-        if let Some(file) = file {
-            if !file.is_file() {
-                return Err(ConfigError::Load(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
-            }
-            builder = builder.add_source(File::from(file).format(FileFormat::Toml).required(true));
-        }
-        let mut env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ENVOI__")).collect();
-        // List settings are split here rather than by config-rs, which would first try to
-        // parse each value as a number or a boolean (and, failing, quote it in the error).
-        let mut lists = Vec::new();
-        for (var, key) in LIST_SETTINGS {
-            if let Some(value) = env.remove(var) {
-                let items: Vec<String> = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|i| !i.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                lists.push((key, items));
-            }
-        }
-        let from_env: Vec<String> = env
-            .keys()
-            .cloned()
-            .chain(lists.iter().map(|(k, _)| k.to_string()))
-            .collect();
-        builder = builder.add_source(
-            Environment::with_prefix("ENVOI")
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(env)),
-        );
-        for (key, items) in lists {
-            builder = builder.set_override(key, items).map_err(describe)?;
-        }
-        let config = builder.build().map_err(describe)?;
-        let mut settings: Settings = config.try_deserialize().map_err(describe)?;
+        let loaded = layers::load::<Settings>(DEFAULT_CONFIG, file, env).map_err(ConfigError::Settings)?;
+        let mut settings = loaded.settings;
         if let Some(base) = file.and_then(Path::parent) {
-            settings.rebase(base, &from_env);
+            settings.rebase(base, &loaded.from_env);
         }
         Ok(settings)
     }
 
     /// Resolves relative paths that came from the `--config` file against its folder;
-    /// paths from the environment stay relative to the working directory.
+    /// paths from the environment (`from_env`: dotted keys) stay relative to the working
+    /// directory.
     fn rebase(&mut self, base: &Path, from_env: &[String]) {
-        let from_file = |var: &str| !from_env.iter().any(|e| e == var || *e == env_key(var));
+        let from_file = |var: &str| !from_env.iter().any(|key| *key == env_key(var));
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -314,13 +283,44 @@ impl Settings {
         if let Some(url) = &self.store.url {
             return Ok(url.clone());
         }
-        match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Ok(SecretString::from(url)),
-            _ => Err(ConfigError::Invalid {
-                key: "store.url",
-                problem: "the Postgres store needs a URL: set store.url (ENVOI__STORE__URL) or DATABASE_URL".into(),
-            }),
+        let problem = match std::env::var_os("DATABASE_URL").map(OsString::into_string) {
+            Some(Ok(url)) if !url.is_empty() => return Ok(SecretString::from(url)),
+            // Named, never shown: a URL holds a password.
+            Some(Err(_)) => "DATABASE_URL is not valid UTF-8",
+            _ => "the Postgres store needs a URL: set store.url (ENVOI__STORE__URL) or DATABASE_URL",
+        };
+        Err(ConfigError::Invalid {
+            key: "store.url",
+            problem: problem.into(),
+        })
+    }
+
+    /// `server.listen` and, when set, `server.admin_listen`, checked as `serve` binds
+    /// them, without binding.
+    pub fn check_listeners(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |address: &str, key| {
+            if let Err(e) = check_listen(address, key) {
+                problems.push(e.to_string());
+            }
+        };
+        check(&self.server.listen, "server.listen");
+        if let Some(admin) = &self.server.admin_listen {
+            check(admin, "server.admin_listen");
         }
+        match problems.len() {
+            0 => Ok(()),
+            _ => Err(ConfigError::Settings(problems)),
+        }
+    }
+
+    /// The filter of `log.level`.
+    pub fn log_filter(&self) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+        // The parser's message may quote the directive: it is not shown.
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| ConfigError::Setting {
+            key: "log.level",
+            problem: "not a tracing filter, such as info, debug or envoi=debug,actix_web=info".into(),
+        })
     }
 
     pub fn token_rules(&self) -> TokenRules {
@@ -351,36 +351,43 @@ pub fn read_secret_file(path: &Path, key: &'static str) -> Result<SecretString, 
     Ok(SecretString::from(secret.to_owned()))
 }
 
-/// The settings that hold lists, with the variable that sets each (comma-separated).
-const LIST_SETTINGS: [(&str, &str); 5] = [
-    ("ENVOI__AUTH__SECRETS", "auth.secrets"),
-    ("ENVOI__AUTH__SECRET_FILES", "auth.secret_files"),
-    ("ENVOI__SEAL__KEYS", "seal.keys"),
-    ("ENVOI__SEAL__KEY_FILES", "seal.key_files"),
-    ("ENVOI__SERVER__AUTH_FAILURE_EXEMPT", "server.auth_failure_exempt"),
-];
+/// Checks an address setting as the listener binds it: `HOST:PORT`, a host name that
+/// resolves. The value is never quoted: it may be a secret pasted in the wrong place.
+pub fn check_listen(address: &str, key: &'static str) -> Result<(), ConfigError> {
+    use std::net::ToSocketAddrs as _;
+    let problem = match address.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => return Ok(()),
+        Ok(_) => "the host name resolves to no address".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            "expected HOST:PORT, such as 127.0.0.1:8080 or [::]:8443".to_owned()
+        }
+        // The resolver's message names the failure, not the name looked up.
+        Err(e) => format!("the host name does not resolve: {e}"),
+    };
+    Err(ConfigError::Setting { key, problem })
+}
+
+/// One problem alone, or several as a list, as the policy's are.
+fn problem_list(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        many => {
+            let mut text = format!("the configuration has {} problems:", many.len());
+            for problem in many {
+                text.push_str("\n  - ");
+                text.push_str(problem);
+            }
+            text
+        }
+    }
+}
+
+/// The variable that sets a dotted key: `server.listen` → `ENVOI__SERVER__LISTEN`.
+fn env_var(key: &str) -> String {
+    format!("ENVOI__{}", key.replace('.', "__").to_uppercase())
+}
 
 /// The dotted key a variable sets: `ENVOI__STORE__PATH` → `store.path`.
 fn env_key(var: &str) -> String {
     var.trim_start_matches("ENVOI__").replace("__", ".").to_lowercase()
-}
-
-/// Describes a configuration error without the offending value, which may be a secret.
-fn describe(e: config::ConfigError) -> ConfigError {
-    match e {
-        config::ConfigError::Type {
-            origin, expected, key, ..
-        } => ConfigError::Load(format!(
-            "setting `{}`{}: expected {expected}",
-            key.unwrap_or_default(),
-            origin.map(|o| format!(" (in {o})")).unwrap_or_default()
-        )),
-        config::ConfigError::At { error, origin, key } => ConfigError::Load(format!(
-            "setting `{}`{}: {}",
-            key.unwrap_or_default(),
-            origin.map(|o| format!(" (in {o})")).unwrap_or_default(),
-            describe(*error)
-        )),
-        other => ConfigError::Load(crate::redact::redact_values(&other.to_string())),
-    }
 }

@@ -1,14 +1,39 @@
+// Unsafe code only to give SIGPIPE back its default (below).
+#![deny(unsafe_code)]
+
+use std::io::Write as _;
+
 use clap::Parser;
+use envoi::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = envoi::cli::Cli::parse();
+    let cli = Cli::parse();
+    if !matches!(&cli.command, Command::Serve(args) if !args.dev) {
+        end_quietly_on_a_closed_pipe();
+    }
     let result = envoi::commands::run(cli);
     envoi::telemetry::flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Not `eprintln!`, which panics when standard error is gone.
+            let _ = writeln!(std::io::stderr(), "error: {error}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust starts every program with SIGPIPE ignored, so that a write to a pipe whose reader
+/// has gone fails with EPIPE, and `println!` panics on that: `envoi secret ls | head -3`
+/// ended in a panic and exit 101. A command that prints gets the Unix default back, and
+/// ends quietly when its reader goes away, as `ls | head` does: one mechanism for every
+/// `println!`, wherever it is. `serve` keeps SIGPIPE ignored: a log collector that goes
+/// away must not stop the server (its sockets write with MSG_NOSIGNAL in any case).
+#[allow(unsafe_code)]
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called at the start of `main`, before any other thread exists; SIG_DFL
+    // installs no handler code, it restores the kernel's default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

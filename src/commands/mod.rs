@@ -76,12 +76,13 @@ fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
 /// Logs for `serve`, as configured.
 pub(crate) fn init_logs(settings: &Settings) -> Result<(), CommandError> {
     let flush_interval = Duration::from_millis(settings.log.flush_interval_ms);
-    crate::telemetry::init(&settings.log.level, settings.log.format, flush_interval).map_err(CommandError::Other)
+    crate::telemetry::init(settings.log_filter()?, settings.log.format, flush_interval).map_err(CommandError::Other)
 }
 
 /// Logs for commands other than `serve`: warnings and errors only.
 pub(crate) fn init_quiet_logs() {
-    let _ = crate::telemetry::init("warn", crate::config::LogFormat::Pretty, Duration::ZERO);
+    let warn = tracing_subscriber::EnvFilter::new("warn");
+    let _ = crate::telemetry::init(warn, crate::config::LogFormat::Pretty, Duration::ZERO);
 }
 
 pub(crate) fn server_options(settings: &Settings) -> ServerOptions {
@@ -204,11 +205,22 @@ pub(crate) fn run_server(
     if let Some(certs) = edges.tls.clone() {
         tasks.push(Box::pin(certs.watch(CERT_CHECK)));
     }
+    // As `check` does: a bad address is named, never quoted.
+    crate::config::check_listen(&options.listen, "server.listen")?;
+    if let Some(admin) = &edges.admin_listen {
+        crate::config::check_listen(admin, "server.admin_listen")?;
+    }
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build_with(state, options, edges)
-            .map_err(|e| CommandError::Other(format!("cannot listen on {} (server.listen): {e}", options.listen)))?;
+        let app = Application::build_with(state, options, edges).map_err(|e| {
+            let which = match edges.admin_listen {
+                Some(_) => "server.listen or server.admin_listen",
+                None => "server.listen",
+            };
+            CommandError::Other(format!("cannot listen on the address of {which}: {e}"))
+        })?;
         let scheme = if edges.tls.is_some() { "https" } else { "http" };
-        tracing::info!(address = %app.address(), scheme, admin = ?app.admin_address(), "listening");
+        let admin = crate::telemetry::Optional(app.admin_address());
+        tracing::info!(address = %app.address(), scheme, admin = ?admin, "listening");
         on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
         let tasks: Vec<_> = tasks.into_iter().map(actix_web::rt::spawn).collect();
         let result = app.run_until_stopped().await;
@@ -225,12 +237,21 @@ pub(crate) fn run_server(
 fn check(config: Option<&Path>) -> Result<(), CommandError> {
     init_quiet_logs();
     let settings = Settings::load(config)?;
-    // Every problem at once: a missing key and a broken policy are both named.
-    let (keys, policy) = match (settings.signing_keys(), load_policy(&settings)) {
-        (Ok(keys), Ok(policy)) => (keys, policy),
-        (Err(keys), Ok(_)) => return Err(keys.into()),
-        (Ok(_), Err(policy)) => return Err(policy),
-        (Err(keys), Err(policy)) => return Err(CommandError::Other(format!("{keys}\nerror: {policy}"))),
+    // Every problem at once, and everything that `serve` would refuse (the pieces it
+    // builds from the settings before it listens): a missing key, a bad filter, address
+    // or certificate, and a broken policy are all named.
+    let mut problems = Vec::new();
+    let keys = settings.signing_keys().map_err(|e| problems.push(e.to_string())).ok();
+    let pieces = [
+        settings.log_filter().map(drop),
+        settings.check_listeners(),
+        settings.edges().map(drop),
+        settings.failure_limiter().map(drop),
+    ];
+    problems.extend(pieces.into_iter().filter_map(Result::err).map(|e| e.to_string()));
+    let policy = load_policy(&settings).map_err(|e| problems.push(e.to_string())).ok();
+    let (Some(keys), Some(policy), true) = (keys, policy, problems.is_empty()) else {
+        return Err(CommandError::Other(problems.join("\nerror: ")));
     };
     for warning in policy.warnings() {
         eprintln!("warning: {warning}");

@@ -106,22 +106,20 @@ async fn secrets(workload: Workload, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().content_type(error::mime_json()).body(body))
 }
 
-/// The names (never the values) of what an answer gives: `ENV:KEY,FILE:/path`.
+/// The names (never the values) of what an answer gives: `["ENV:KEY","FILE:/path"]` in
+/// a JSON log, `ENV:KEY,FILE:/path` on a pretty line.
 struct AuditNames<'a, 'p>(&'a crate::policy::Answer<'p>);
 
 impl std::fmt::Display for AuditNames<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (n, item) in self.0.items().enumerate() {
-            if n > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(match &item.target {
+        let names = self.0.items().map(|item| {
+            let kind = match &item.target {
                 crate::policy::Target::Env(_) => "ENV:",
                 crate::policy::Target::File(_) => "FILE:",
-            })?;
-            f.write_str(item.target.name())?;
-        }
-        Ok(())
+            };
+            [kind, item.target.name()]
+        });
+        crate::telemetry::write_names(f, names)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writing field values into a log line, for both formats: one visitor, so that the
 //! pretty and the JSON line escape alike.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
@@ -116,7 +117,8 @@ impl Visit for FieldWriter<'_> {
         self.field(field, |w, _| w.write_str(if value { "true" } else { "false" }));
     }
 
-    /// Written as its `Debug` text: bare on a pretty line, a string in JSON.
+    /// Written as its `Debug` text: bare on a pretty line, a string in JSON, unless the
+    /// value writes itself as JSON ([`Optional`], [`write_names`]).
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.field(field, |w, style| match style {
             Style::Pretty => write!(
@@ -127,18 +129,154 @@ impl Visit for FieldWriter<'_> {
                 "{value:?}"
             ),
             Style::Json => {
-                w.write_char('"')?;
-                write!(
-                    Escaped {
-                        out: &mut *w,
-                        style: Escape::Json
-                    },
-                    "{value:?}"
-                )?;
-                w.write_char('"')
+                let mut slot = JsonSlot {
+                    out: w,
+                    started: false,
+                    raw: false,
+                };
+                SLOT.set(Slot::Open);
+                let written = write!(slot, "{value:?}");
+                let claimed = SLOT.replace(Slot::Closed) == Slot::Claimed;
+                written.and_then(|()| slot.finish(claimed))
             }
         });
     }
+}
+
+/// Whether a JSON field's value is being written, and by whom.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not inside a JSON field, or its value has begun as a string.
+    Closed,
+    /// Inside a JSON field, before anything of its value is written.
+    Open,
+    /// The value said it writes JSON itself ([`claim_json`]).
+    Claimed,
+}
+
+thread_local! {
+    /// tracing hands a field's value over as `&dyn Debug`, with no way to ask what it
+    /// is: a value that can be written as JSON (an array, a `null`) says so here, the
+    /// moment it begins to write, and is then copied unquoted.
+    static SLOT: Cell<Slot> = const { Cell::new(Slot::Closed) };
+}
+
+/// Whether the value now being formatted is a JSON log field's whole value, which the
+/// caller must then write as JSON text. False everywhere else (a pretty line, a
+/// `format!`, or inside another value that has begun to write).
+fn claim_json() -> bool {
+    SLOT.with(|slot| {
+        let open = slot.get() == Slot::Open;
+        if open {
+            slot.set(Slot::Claimed);
+        }
+        open
+    })
+}
+
+/// The value of a JSON field: a string of the `Debug` text, escaped, or, for a value
+/// that claimed the field, its own JSON copied as it is.
+struct JsonSlot<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    started: bool,
+    raw: bool,
+}
+
+impl JsonSlot<'_, '_> {
+    /// Closes the string; `claimed`: the value claimed the field and wrote nothing.
+    fn finish(&mut self, claimed: bool) -> fmt::Result {
+        match (self.started, self.raw) {
+            (true, true) => Ok(()),
+            (true, false) => self.out.write_char('"'),
+            (false, _) if claimed => self.out.write_str("null"),
+            (false, _) => self.out.write_str("\"\""),
+        }
+    }
+}
+
+impl fmt::Write for JsonSlot<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !self.started {
+            self.started = true;
+            self.raw = SLOT.replace(Slot::Closed) == Slot::Claimed;
+            if !self.raw {
+                self.out.write_char('"')?;
+            }
+        }
+        if self.raw {
+            self.out.write_str(s)
+        } else {
+            Escaped {
+                out: &mut *self.out,
+                style: Escape::Json,
+            }
+            .write_str(s)
+        }
+    }
+}
+
+/// A field that may have no value: `"admin":"127.0.0.1:9090"` or `"admin":null` in
+/// JSON, `admin=127.0.0.1:9090` or `admin=none` on a pretty line. Log it with `?`.
+pub struct Optional<T>(pub Option<T>);
+
+impl<T: fmt::Display> fmt::Debug for Optional<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.0, claim_json()) {
+            (Some(value), true) => {
+                f.write_char('"')?;
+                write!(
+                    Escaped {
+                        out: &mut *f,
+                        style: Escape::Json
+                    },
+                    "{value}"
+                )?;
+                f.write_char('"')
+            }
+            (Some(value), false) => value.fmt(f),
+            (None, true) => f.write_str("null"),
+            (None, false) => f.write_str("none"),
+        }
+    }
+}
+
+/// Writes a list of names, each the concatenation of its parts (`["ENV:", "KEY"]`): a
+/// JSON array of strings in a JSON log field, `ENV:KEY,FILE:/path` anywhere else. For
+/// the `Display` or `Debug` of a value logged with `%` or `?`.
+pub fn write_names<'a, P>(f: &mut fmt::Formatter<'_>, names: impl IntoIterator<Item = P>) -> fmt::Result
+where
+    P: IntoIterator<Item = &'a str>,
+{
+    let json = claim_json();
+    if json {
+        f.write_char('[')?;
+    }
+    for (n, parts) in names.into_iter().enumerate() {
+        if n > 0 {
+            f.write_char(',')?;
+        }
+        if json {
+            f.write_char('"')?;
+        }
+        for part in parts {
+            if json {
+                Escaped {
+                    out: &mut *f,
+                    style: Escape::Json,
+                }
+                .write_str(part)?;
+            } else {
+                f.write_str(part)?;
+            }
+        }
+        if json {
+            f.write_char('"')?;
+        }
+    }
+    if json {
+        f.write_char(']')?;
+    }
+    Ok(())
 }
 
 /// `text` as a JSON string, quotes included.
@@ -198,6 +336,87 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line one event makes, in `style`'s format.
+    fn line(style: Style, event: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let builder = tracing_subscriber::fmt().with_writer(writer).with_ansi(false);
+        match style {
+            Style::Json => tracing::subscriber::with_default(
+                builder
+                    .fmt_fields(super::super::JsonFields)
+                    .event_format(super::super::JsonFormat)
+                    .finish(),
+                event,
+            ),
+            Style::Pretty => tracing::subscriber::with_default(
+                builder
+                    .fmt_fields(super::super::LineFields)
+                    .event_format(super::super::LineFormat)
+                    .finish(),
+                event,
+            ),
+        }
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Names<'a>(&'a [&'a str]);
+
+    impl fmt::Display for Names<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_names(f, self.0.iter().map(|name| ["ENV:", *name]))
+        }
+    }
+
+    #[test]
+    fn lists_and_optional_values_are_json_values_in_json_and_plain_on_a_pretty_line() {
+        let event = || {
+            let some = Optional(Some("127.0.0.1:9090"));
+            let none = Optional(None::<&str>);
+            let nested = Some(Optional(None::<&str>));
+            tracing::info!(
+                given = %Names(&["A", "q\"uote"]),
+                empty = %Names(&[]),
+                some = ?some,
+                none = ?none,
+                nested = ?nested,
+                plain = ?Some(1),
+                "m"
+            );
+        };
+        let json: serde_json::Value = serde_json::from_str(&line(Style::Json, event)).unwrap();
+        assert_eq!(json["given"], serde_json::json!(["ENV:A", "ENV:q\"uote"]), "{json}");
+        assert_eq!(json["empty"], serde_json::json!([]), "{json}");
+        assert_eq!(json["some"], "127.0.0.1:9090", "{json}");
+        assert_eq!(json["none"], serde_json::Value::Null, "{json}");
+        // Inside another value, written as that value's text: still one JSON string.
+        assert_eq!(json["nested"], "Some(none)", "{json}");
+        assert_eq!(json["plain"], "Some(1)", "{json}");
+        let pretty = line(Style::Pretty, event);
+        assert!(
+            pretty.ends_with(
+                "m given=ENV:A,ENV:q\"uote empty= some=127.0.0.1:9090 none=none nested=Some(none) plain=Some(1)\n"
+            ),
+            "{pretty}"
+        );
+    }
 
     #[test]
     fn values_cannot_break_the_line_or_drive_a_terminal() {

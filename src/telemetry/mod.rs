@@ -13,6 +13,7 @@ mod json;
 mod line;
 mod output;
 
+pub use fields::{write_names, Optional};
 pub use json::{JsonFields, JsonFormat};
 pub use line::{LineFields, LineFormat};
 pub use output::flush;
@@ -24,8 +25,7 @@ pub use output::flush;
 /// A background writer per line (tracing-appender) was tried and measured worse than a
 /// plain `write(2)`: on two cores its channel send and thread wake-up per line cost 15.2
 /// against 11.0 µs of CPU per request. The batches here wake their thread once per batch.
-pub fn init(level: &str, format: LogFormat, flush_interval: Duration) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("setting `log.level` (ENVOI__LOG__LEVEL): {e}"))?;
+pub fn init(filter: EnvFilter, format: LogFormat, flush_interval: Duration) -> Result<(), String> {
     // In tests a process may set up logs more than once; the first subscriber stays.
     if tracing::dispatcher::has_been_set() {
         return Ok(());

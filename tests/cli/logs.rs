@@ -147,10 +147,17 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
     assert_eq!(served["project"], "leak", "{served}");
     assert_eq!(served["type"], "service", "{served}");
     assert_eq!(served["id"], "api", "{served}");
-    let given = served["given"].as_str().unwrap_or_default();
-    for name in ["ENV_KEY", "INLINE_KEY", "LITERAL_KEY", "/etc/leak/db_password"] {
-        assert!(given.contains(name), "the audit line names {name}: {served}");
-    }
+    // A JSON array of names, in the answer's order.
+    assert_eq!(
+        served["given"],
+        serde_json::json!([
+            "ENV:ENV_KEY",
+            "ENV:INLINE_KEY",
+            "ENV:LITERAL_KEY",
+            "FILE:/etc/leak/db_password"
+        ]),
+        "{served}"
+    );
 
     let refused = audit.iter().filter(|l| l["status"] == 401).count();
     assert!(
@@ -328,6 +335,37 @@ async fn json_audit_lines_escape_claims_and_parse_back_exactly() {
     assert_eq!(served["status"], 200, "{served}");
     assert_eq!(served["level"], "INFO", "{served}");
     assert_eq!(served["target"], "envoi::audit", "{served}");
-    assert_eq!(served["given"], "ENV:MODE", "{served}");
+    assert_eq!(served["given"], serde_json::json!(["ENV:MODE"]), "{served}");
     assert_eq!(served["span"]["name"], "request", "{served}");
+}
+
+/// The `listening` line of `serve`: `server` started with `env`, stopped, its JSON lines.
+async fn listening_line(ws: &Workspace, env: &[(&str, &str)]) -> Value {
+    let mut server = serve_acme(ws, &[&[("ENVOI__LOG__FORMAT", "json")], env].concat()).await;
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let stderr = server.stderr();
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .find(|l| l["message"] == "listening")
+        .unwrap_or_else(|| panic!("no listening line:\n{stderr}"))
+}
+
+/// JSON lines carry values as JSON values: an address or null, not Rust's
+/// `Some(127.0.0.1:9090)` or `None`.
+#[tokio::test]
+async fn json_lines_write_an_address_or_null_and_never_rusts_debug() {
+    let ws = Workspace::new();
+    let line = listening_line(&ws, &[]).await;
+    assert_eq!(line["admin"], Value::Null, "{line}");
+    assert!(
+        line["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{line}"
+    );
+
+    let admin = format!("127.0.0.1:{}", crate::support::free_port());
+    let line = listening_line(&ws, &[("ENVOI__SERVER__ADMIN_LISTEN", &admin)]).await;
+    assert_eq!(line["admin"], Value::String(admin), "{line}");
+    assert!(!line.to_string().contains("Some("), "{line}");
 }

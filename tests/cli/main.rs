@@ -4,11 +4,14 @@
 mod support;
 
 mod check;
+mod environment;
 mod explain;
 mod help;
 mod logs;
+mod pipe;
 mod policy_files;
 mod seal;
 mod serve;
+mod settings;
 mod tls;
 mod token;

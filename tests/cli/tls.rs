@@ -12,7 +12,7 @@ const KEY: &str = "tls-test-shared-secret";
 
 /// `openssl` and `curl` are CI prerequisites (`.ci/run` installs them); without them the
 /// test says so loudly and does nothing.
-fn tools_present() -> bool {
+pub(crate) fn tools_present() -> bool {
     let present = |tool: &str, arg: &str| Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
     let ok = present("openssl", "version") && present("curl", "--version");
     if !ok {
@@ -22,7 +22,7 @@ fn tools_present() -> bool {
 }
 
 /// A fresh self-signed certificate for `localhost` (its own CA), written to `cert`/`key`.
-fn make_certificate(cert: &Path, key: &Path, subject: &str) {
+pub(crate) fn make_certificate(cert: &Path, key: &Path, subject: &str) {
     let status = Command::new("openssl")
         .args([
             "req",

@@ -1,5 +1,6 @@
 //! `envoi serve` as a child process on a free port, killed when the guard drops.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +25,12 @@ impl Server {
     /// free port, and waits until `/healthz` answers. A port taken between choosing and
     /// binding it is retried with another.
     pub async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, OsStr::new(v))).collect();
+        Self::start_with(dir, args, &env).await
+    }
+
+    /// As [`Server::start`], with values that need not be UTF-8.
+    pub async fn start_with(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Self {
         let mut last = String::new();
         for _ in 0..3 {
             let mut server = Self::spawn(dir, args, env);
@@ -40,7 +47,7 @@ impl Server {
         panic!("envoi serve did not start: {last}");
     }
 
-    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Self {
         let port = super::free_port();
         let output = tempfile::tempdir().expect("a temporary folder");
         let stdout = output.path().join("stdout");
