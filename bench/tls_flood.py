@@ -17,7 +17,8 @@ Usage: python3 bench/tls_flood.py [--envoi target/release/envoi] [--seconds 4]
            [--clients 4] [--scenarios silent:600,silent:800,partial:600,hello:600,silent:800@127.0.0.1]
            [--env ENVOI__SERVER__KEY=VALUE ...]
 A scenario is MODE:COUNT, optionally @ADDRESS for where the flood comes from (default
-127.0.0.2; Linux routes all of 127/8 to loopback). The flooder runs in its own process
+127.0.0.2; Linux routes all of 127/8 to loopback), or @ADDRESS+K for K addresses from
+ADDRESS on, taken in turn (many clients rather than one). The flooder runs in its own process
 and holds its connections (it does not reopen those the server closes). Needs python3,
 openssl. Everything runs on loopback and stops by itself.
 """
@@ -75,11 +76,15 @@ async def flood(port: int, mode: str, count: int, source: str) -> None:
     # One ClientHello, made before connecting (making one takes milliseconds) and sent on
     # every connection: the server handles each as a handshake of its own.
     hello = client_hello() if mode != "silent" else b""
+    # "127.0.0.2+20": twenty addresses from 127.0.0.2 on, taken in turn.
+    first, _, many = source.partition("+")
+    base = first.rsplit(".", 1)
+    sources = [f"{base[0]}.{int(base[1]) + n}" for n in range(int(many or 1))]
     socks = []
-    for _ in range(count):
+    for n in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
-        s.bind((source, 0))
+        s.bind((sources[n % len(sources)], 0))
         await loop.sock_connect(s, ("127.0.0.1", port))
         socks.append(s)
     for s in socks:
