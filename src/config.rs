@@ -60,6 +60,8 @@ pub struct ServerSettings {
     pub tls_handshake_timeout_ms: u64,
     pub max_connections: usize,
     pub max_tls_handshakes: usize,
+    /// 0: no limit per address.
+    pub max_tls_handshakes_per_address: usize,
     pub backlog: u32,
     pub max_header_bytes: usize,
     pub auth_failure_limit: u32,
@@ -229,7 +231,8 @@ impl Settings {
             disconnect_timeout: ms(server.disconnect_timeout_ms),
             tls_handshake_timeout: ms(server.tls_handshake_timeout_ms),
             max_connections: server.max_connections.max(1),
-            max_connection_rate: server.max_tls_handshakes.max(1),
+            max_tls_handshakes: server.max_tls_handshakes.max(1),
+            max_tls_handshakes_per_address: server.max_tls_handshakes_per_address,
             backlog: server.backlog.max(1),
             max_header_bytes: server.max_header_bytes.max(1024),
         };

@@ -69,6 +69,10 @@ pub struct Registry {
     policy: Arc<PolicyHolder>,
     /// Requests refused for carrying a body (the protocol has none).
     pub bodies_refused: AtomicU64,
+    /// TLS handshakes cut at the handshake timeout.
+    pub tls_timeouts: AtomicU64,
+    /// TLS handshakes closed to make room for newer ones (`server.max_tls_handshakes…`).
+    pub tls_evictions: AtomicU64,
 }
 
 impl Registry {
@@ -77,6 +81,8 @@ impl Registry {
             workers: Mutex::default(),
             policy,
             bodies_refused: AtomicU64::new(0),
+            tls_timeouts: AtomicU64::new(0),
+            tls_evictions: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +142,14 @@ impl Registry {
 
         out.push_str("# HELP envoi_body_refusals_total Requests refused for carrying a body.\n# TYPE envoi_body_refusals_total counter\n");
         let _ = writeln!(out, "envoi_body_refusals_total {}", self.bodies_refused.load(Relaxed));
+        out.push_str("# HELP envoi_tls_handshakes_cut_total TLS handshakes closed before they finished, by reason.\n# TYPE envoi_tls_handshakes_cut_total counter\n");
+        for (reason, count) in [("timeout", &self.tls_timeouts), ("evicted", &self.tls_evictions)] {
+            let _ = writeln!(
+                out,
+                "envoi_tls_handshakes_cut_total{{reason=\"{reason}\"}} {}",
+                count.load(Relaxed)
+            );
+        }
 
         out.push_str("# HELP envoi_policy_loads_total Policies loaded and swapped in.\n# TYPE envoi_policy_loads_total counter\n");
         let _ = writeln!(out, "envoi_policy_loads_total {}", self.policy.loads());

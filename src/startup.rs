@@ -4,8 +4,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::BoxBody;
-use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
+use actix_http::{HttpService, Protocol, Request, Response};
+use actix_server::ServerBuilder;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt as _};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{fn_service, AppConfig, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
@@ -14,6 +17,7 @@ use tracing::Instrument as _;
 use crate::http::{self, ApiError, AppState};
 use crate::metrics::WorkerMetrics;
 use crate::telemetry;
+use crate::tls::handshake::{self, HandshakeLimits, Handshakes};
 use crate::tls::CertStore;
 
 /// Server settings that are not part of the shared state.
@@ -35,11 +39,15 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Time allowed to shut a connection down.
     pub disconnect_timeout: Duration,
+    /// Time a TLS client has, from its connection's acceptance, to finish the handshake.
     pub tls_handshake_timeout: Duration,
     /// Concurrent connections per worker.
     pub max_connections: usize,
-    /// Concurrent TLS handshakes per worker.
-    pub max_connection_rate: usize,
+    /// TLS handshakes in flight per worker; past it, the oldest is closed.
+    pub max_tls_handshakes: usize,
+    /// TLS handshakes in flight from one client address; past it, that address's oldest
+    /// is closed. 0: no such limit.
+    pub max_tls_handshakes_per_address: usize,
     pub backlog: u32,
     /// The request head's header fields, names and values, in bytes; past it, 431.
     pub max_header_bytes: usize,
@@ -51,9 +59,10 @@ impl Default for Limits {
             keep_alive: Duration::from_secs(15),
             request_timeout: Duration::from_secs(5),
             disconnect_timeout: Duration::from_secs(2),
-            tls_handshake_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(3),
             max_connections: 10_000,
-            max_connection_rate: 256,
+            max_tls_handshakes: 256,
+            max_tls_handshakes_per_address: 64,
             backlog: 1024,
             max_header_bytes: 32 * 1024,
         }
@@ -105,6 +114,86 @@ fn has_body(req: &ServiceRequest) -> bool {
             .is_some_and(|len| len.as_bytes() != b"0")
 }
 
+fn keep_alive(limits: &Limits) -> actix_web::http::KeepAlive {
+    if limits.keep_alive.is_zero() {
+        actix_web::http::KeepAlive::Disabled
+    } else {
+        limits.keep_alive.into()
+    }
+}
+
+/// The HTTPS server: what `HttpServer::listen_rustls_0_23` builds, with envoi's own
+/// handshake stage in place of actix's acceptor, whose fixed slots silent clients could
+/// fill (`tls::handshake`).
+fn https_server<F, I, S, B>(
+    app: F,
+    listener: TcpListener,
+    certs: &Arc<CertStore>,
+    metrics: &Arc<crate::metrics::Registry>,
+    options: &ServerOptions,
+    limits: &Limits,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let address = listener.local_addr()?;
+    let mut builder = ServerBuilder::new()
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .max_concurrent_connections(limits.max_connections)
+        .backlog(limits.backlog);
+    if options.workers > 0 {
+        builder = builder.workers(options.workers);
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let config = Arc::new(certs.server_config());
+    let handshake_limits = HandshakeLimits {
+        timeout: limits.tls_handshake_timeout,
+        per_worker: limits.max_tls_handshakes,
+        per_address: limits.max_tls_handshakes_per_address,
+    };
+    let shared = Arc::new(handshake::Shared::default());
+    let metrics = metrics.clone();
+    let (keep_alive, request_timeout, disconnect_timeout) =
+        (keep_alive(limits), limits.request_timeout, limits.disconnect_timeout);
+    let server = builder
+        .listen("envoi-https", listener, move || {
+            let shutdown = shutdown.clone();
+            let app = app().into_factory().map_err(|e| e.into().error_response());
+            // What actix-web gives an app behind its own TLS listener; its constructor is
+            // crate-private, and this is the one actix-web keeps for servers built outside it.
+            let app_config = AppConfig::__priv_test_new(true, address.to_string(), address);
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(keep_alive)
+                .client_request_timeout(request_timeout)
+                .client_disconnect_timeout(disconnect_timeout)
+                .local_addr(address)
+                .finish(map_config(app, move |()| app_config.clone()))
+                .map_err(|_| ());
+            let stage = Handshakes::new(config.clone(), handshake_limits, shared.clone(), metrics.clone());
+            fn_service(move |tcp| {
+                stage.clone().handshake(tcp).map(|done| {
+                    done.map(|(tls, peer)| (tls, Protocol::Http1, peer))
+                        .map_err(|e| tracing::debug!("{e}"))
+                })
+            })
+            .and_then(http)
+        })?
+        .run();
+    Ok(server)
+}
+
 impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the server with the
     /// default limits, no TLS and `/metrics` on the main listener.
@@ -120,7 +209,7 @@ impl Application {
         let app_state = state.clone();
         let limits = &edges.limits;
         let max_header_bytes = limits.max_header_bytes;
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             let state = app_state.clone();
             // Each worker counts into its own metrics: no shared cache line per request.
             let worker: Arc<WorkerMetrics> = state.registry.worker();
@@ -157,27 +246,23 @@ impl Application {
                         })
                         .instrument(span)
                 })
-        })
-        .shutdown_timeout(options.shutdown_timeout.as_secs())
-        .keep_alive(if limits.keep_alive.is_zero() {
-            actix_web::http::KeepAlive::Disabled
-        } else {
-            limits.keep_alive.into()
-        })
-        .client_request_timeout(limits.request_timeout)
-        .client_disconnect_timeout(limits.disconnect_timeout)
-        .tls_handshake_timeout(limits.tls_handshake_timeout)
-        .max_connections(limits.max_connections)
-        .max_connection_rate(limits.max_connection_rate)
-        .backlog(limits.backlog);
-        if options.workers > 0 {
-            server = server.workers(options.workers);
-        }
+        };
         let server = match &edges.tls {
-            Some(certs) => server.listen_rustls_0_23(listener, certs.server_config())?,
-            None => server.listen(listener)?,
-        }
-        .run();
+            Some(certs) => https_server(app, listener, certs, &state.registry, options, limits)?,
+            None => {
+                let mut server = HttpServer::new(app)
+                    .shutdown_timeout(options.shutdown_timeout.as_secs())
+                    .keep_alive(keep_alive(limits))
+                    .client_request_timeout(limits.request_timeout)
+                    .client_disconnect_timeout(limits.disconnect_timeout)
+                    .max_connections(limits.max_connections)
+                    .backlog(limits.backlog);
+                if options.workers > 0 {
+                    server = server.workers(options.workers);
+                }
+                server.listen(listener)?.run()
+            }
+        };
 
         let admin = match &edges.admin_listen {
             Some(listen) => {

@@ -2,6 +2,8 @@
 //! certificate that can be replaced (SIGHUP, or the files changing) without dropping a
 //! connection: new handshakes pick up the new certificate, open connections keep theirs.
 
+pub mod handshake;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
