@@ -12,7 +12,6 @@ use actix_web::dev::{fn_service, AppConfig, Server, Service, ServiceFactory, Ser
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
-use tracing::Instrument as _;
 
 use crate::http::{self, ApiError, AppState};
 use crate::metrics::WorkerMetrics;
@@ -220,7 +219,6 @@ impl Application {
                 .wrap_fn(move |req: ServiceRequest, service| {
                     let started = Instant::now();
                     let observe = observe.clone();
-                    let span = telemetry::request_span(&req);
                     let answer = if let Some(refusal) = refuse(&req, max_header_bytes) {
                         if matches!(refusal, ApiError::BodyNotAllowed) {
                             state
@@ -231,7 +229,7 @@ impl Application {
                         let refused: ServiceResponse<BoxBody> = req.error_response(refusal);
                         Either::Left(std::future::ready(Ok(refused)))
                     } else {
-                        Either::Right(span.in_scope(|| service.call(req)))
+                        Either::Right(service.call(req))
                     };
                     answer
                         .map(move |mut result| {
@@ -244,8 +242,9 @@ impl Application {
                             }
                             result
                         })
-                        .instrument(span)
                 })
+                // Outermost: the refusals above and the audit line happen inside its span.
+                .wrap(tracing_actix_web::TracingLogger::<telemetry::RequestSpan>::new())
         };
         let server = match &edges.tls {
             Some(certs) => https_server(app, listener, certs, &state.registry, options, limits)?,

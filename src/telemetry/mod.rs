@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use actix_web::dev::ServiceRequest;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
@@ -52,18 +53,43 @@ pub fn init(filter: EnvFilter, format: LogFormat, flush_interval: Duration) -> R
     Ok(())
 }
 
-/// The span of one request: its method and a request id (a random UUID). Never headers,
-/// query strings or the raw path, where a careless client may have put a token. The
-/// workload and the status are in the audit line, an event inside this span.
-///
-/// Made by envoi's one middleware rather than tracing-actix-web's `TracingLogger`, which
-/// also stored the id and the span in the request's extensions and wrapped the body: with
-/// the audit on, 1 µs of CPU per request that nothing here reads (bench/README.md). The id
-/// is drawn only when the span is enabled.
-pub fn request_span(request: &ServiceRequest) -> Span {
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        request_id = %uuid::Uuid::new_v4(),
-    )
+/// The span of every request, through tracing-actix-web's `TracingLogger`: its method,
+/// the request id the middleware drew (a random UUID) and, at the end, the status.
+/// Never headers, query strings or the raw path, where a careless client may have put
+/// a token. The workload is in the audit line, an event inside this span. Built without
+/// tracing-actix-web's `emit_event_on_error`: a refused token is counted and audited
+/// once, not logged twice.
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        use actix_web::HttpMessage as _;
+        let id = request.extensions().get::<tracing_actix_web::RequestId>().copied();
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            request_id = tracing::field::display(OrNone(id)),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+        let status = match outcome {
+            Ok(response) => response.response().status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("status", status.as_u16());
+    }
+}
+
+/// A request id, or `none` if the middleware did not set one.
+struct OrNone(Option<tracing_actix_web::RequestId>);
+
+impl std::fmt::Display for OrNone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
 }
