@@ -231,17 +231,16 @@ impl Application {
                     } else {
                         Either::Right(service.call(req))
                     };
-                    answer
-                        .map(move |mut result| {
-                            if let Ok(response) = &mut result {
-                                // Every answer, error or not: nothing envoi says may be cached.
-                                let headers = response.headers_mut();
-                                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                                headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                                observe.observe(response.status().as_u16(), started.elapsed());
-                            }
-                            result
-                        })
+                    answer.map(move |mut result| {
+                        if let Ok(response) = &mut result {
+                            // Every answer, error or not: nothing envoi says may be cached.
+                            let headers = response.headers_mut();
+                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                            observe.observe(response.status().as_u16(), started.elapsed());
+                        }
+                        result
+                    })
                 })
                 // Outermost: the refusals above and the audit line happen inside its span.
                 .wrap(tracing_actix_web::TracingLogger::<telemetry::RequestSpan>::new())

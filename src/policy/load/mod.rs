@@ -1,0 +1,216 @@
+//! From TOML text to a checked [`Policy`], with every problem named: the entry points
+//! and the error. Reading the files is `source`, compiling them `compile` (with the
+//! FILE attributes in `attributes`), and finding equal-specificity overlaps `conflicts`.
+
+mod attributes;
+mod compile;
+mod conflicts;
+mod grant;
+mod source;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::files::{self, Fingerprint};
+use super::model::{PolicyDoc, SourceSpec};
+use super::Policy;
+use crate::seal::Keyring;
+use crate::secret::SecretBytes;
+use compile::{compile_docs, os_bytes};
+use source::{read_sources, shape_problems, Source};
+
+/// Every problem found while loading a policy. Messages name files, lines, grants,
+/// secrets, variables and paths, never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyError {
+    pub problems: Vec<String>,
+    /// The files the failed load read or tried to read: a reload watches them, so that
+    /// creating a missing file is noticed.
+    pub inputs: Vec<PathBuf>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "the policy does not load: {one}"),
+            many => {
+                write!(f, "the policy does not load ({} problems):", many.len())?;
+                for problem in many {
+                    write!(f, "\n  - {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl PolicyError {
+    fn one(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+            inputs: Vec::new(),
+        }
+    }
+
+    /// An error made of `problems`.
+    pub fn new(problems: Vec<String>) -> Self {
+        Self {
+            problems,
+            inputs: Vec::new(),
+        }
+    }
+}
+
+/// Loads a policy without master keys: a sealed value in it fails the load.
+pub fn load_path(path: &Path) -> Result<Policy, PolicyError> {
+    Loader::default().load_path(path)
+}
+
+/// Loads a policy from TOML text without master keys.
+pub fn load_str(name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
+    Loader::default().load_str(name, text, base)
+}
+
+/// How deep templates may splice templates.
+pub const MAX_TEMPLATE_DEPTH: usize = 32;
+/// The largest value envoi serves (1 MiB): a bound on what a `file` read or a template
+/// expansion may cost.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Reads a `value`, `env` or `file` source; `None` for `sealed` and `template`, which
+/// need a keyring or other secrets. Relative files are resolved against `base`. Every
+/// source is held to the same bound, [`MAX_VALUE_BYTES`].
+pub fn read_plain(spec: &SourceSpec, base: Option<&Path>) -> Result<Option<SecretBytes>, String> {
+    read_plain_seen(spec, base).map(|read| read.map(|(bytes, _)| bytes))
+}
+
+/// [`read_plain`], with the fingerprint of the file a `file` source read.
+fn read_plain_seen(
+    spec: &SourceSpec,
+    base: Option<&Path>,
+) -> Result<Option<(SecretBytes, Option<Fingerprint>)>, String> {
+    let bounded = |bytes: Vec<u8>, what: String| {
+        if bytes.len() > MAX_VALUE_BYTES {
+            Err(format!("{what} is larger than {MAX_VALUE_BYTES} bytes"))
+        } else {
+            Ok(Some((SecretBytes::new(bytes), None)))
+        }
+    };
+    if let Some(value) = &spec.value {
+        return bounded(value.clone().into_bytes(), "the `value` literal".into());
+    }
+    if let Some(var) = &spec.env {
+        return match std::env::var_os(var) {
+            Some(value) => bounded(os_bytes(value), format!("environment variable `{var}`")),
+            None => Err(format!("environment variable `{var}` is not set")),
+        };
+    }
+    if let Some(file) = &spec.file {
+        let path = match base {
+            Some(base) if Path::new(file).is_relative() => base.join(file),
+            _ => PathBuf::from(file),
+        };
+        return match files::read_regular(&path, MAX_VALUE_BYTES) {
+            Ok(read) => Ok(Some((SecretBytes::new(read.bytes), Some(read.fingerprint)))),
+            Err(e @ files::ReadError::TooLarge(_)) => Err(format!("file {} {e}", path.display())),
+            Err(e @ files::ReadError::NotRegular(_)) => Err(format!("file {} {e}", path.display())),
+            Err(e) => Err(format!("cannot read file {}: {e}", path.display())),
+        };
+    }
+    Ok(None)
+}
+
+/// A policy file, parsed but not yet checked.
+pub struct ParsedFile {
+    pub name: String,
+    /// The folder relative `file` values are resolved against.
+    pub base: Option<PathBuf>,
+    pub doc: PolicyDoc,
+}
+
+/// Reads and parses the policy's files without checking them.
+pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for source in read_sources(path)? {
+        match toml::from_str::<PolicyDoc>(&source.text.borrow()) {
+            Ok(doc) => files.push(ParsedFile {
+                name: source.name,
+                base: source.base,
+                doc,
+            }),
+            Err(e) => problems.extend(shape_problems(&source, &e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(PolicyError::new(problems))
+    }
+}
+
+/// Loads policies with the master keys that open their sealed values.
+#[derive(Clone, Copy)]
+pub struct Loader<'k> {
+    keyring: &'k Keyring,
+}
+
+static NO_KEYS: Keyring = Keyring::empty();
+
+impl Default for Loader<'_> {
+    fn default() -> Self {
+        Self { keyring: &NO_KEYS }
+    }
+}
+
+impl<'k> Loader<'k> {
+    pub fn new(keyring: &'k Keyring) -> Self {
+        Self { keyring }
+    }
+
+    /// Loads a policy from a TOML file or a folder of `*.toml` files (read in name order).
+    pub fn load_path(&self, path: &Path) -> Result<Policy, PolicyError> {
+        compile(&read_sources(path)?, self.keyring)
+    }
+
+    /// Checks and compiles a policy that is already parsed (from the Postgres store, say);
+    /// `origin` stands for the file and line in messages.
+    pub fn load_doc(&self, origin: &str, doc: PolicyDoc) -> Result<Policy, PolicyError> {
+        let source = Source::new(origin.to_owned(), None, None, String::new());
+        compile_docs(
+            std::slice::from_ref(&source),
+            std::iter::once(Ok((0, doc))),
+            self.keyring,
+            false,
+        )
+    }
+
+    /// Loads a policy from TOML text; `name` is used in messages and relative `file`
+    /// paths are resolved against `base`.
+    pub fn load_str(&self, name: &str, text: &str, base: Option<&Path>) -> Result<Policy, PolicyError> {
+        let source = Source::new(name.to_owned(), None, base.map(Path::to_path_buf), text.to_owned());
+        compile(std::slice::from_ref(&source), self.keyring)
+    }
+}
+
+/// Compiles policy files. Files that grant nothing at all are refused (SPEC §2): that is
+/// what an empty or truncated file, or a folder emptied by mistake, looks like, and
+/// serving it would answer every workload with nothing.
+fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
+    let docs = sources.iter().enumerate().map(|(index, source)| {
+        toml::from_str::<PolicyDoc>(&source.text.borrow())
+            .map(|doc| (index, doc))
+            .map_err(|e| shape_problems(source, &e))
+    });
+    compile_docs(sources, docs, keyring, true)
+}
+
+fn no_grants(sources: &[Source]) -> String {
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "{} grants nothing (no [[grants]]): an empty or truncated policy is refused; write policy files by rename",
+        names.join(", ")
+    )
+}
