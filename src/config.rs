@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -120,12 +119,8 @@ pub struct LogSettings {
     pub flush_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+/// The log format: the telemetry's own vocabulary, named here by `log.format`.
+pub use crate::telemetry::LogFormat;
 
 impl Settings {
     /// Reads the layers. Relative paths given by `file` are resolved against its folder;
@@ -219,66 +214,6 @@ impl Settings {
             );
         }
         Ok(Keyring::new(keys))
-    }
-
-    /// The server's edges: limits, TLS, admin listener.
-    pub fn edges(&self) -> Result<crate::startup::Edges, ConfigError> {
-        let server = &self.server;
-        let ms = Duration::from_millis;
-        let limits = crate::startup::Limits {
-            keep_alive: Duration::from_secs(server.keep_alive_seconds),
-            request_timeout: ms(server.request_timeout_ms),
-            disconnect_timeout: ms(server.disconnect_timeout_ms),
-            tls_handshake_timeout: ms(server.tls_handshake_timeout_ms),
-            max_connections: server.max_connections.max(1),
-            max_tls_handshakes: server.max_tls_handshakes.max(1),
-            max_tls_handshakes_per_address: server.max_tls_handshakes_per_address,
-            backlog: server.backlog.max(1),
-            max_header_bytes: server.max_header_bytes.max(1024),
-        };
-        let tls = match (&server.tls.cert, &server.tls.key) {
-            (Some(cert), Some(key)) => {
-                Some(
-                    crate::tls::CertStore::load(cert, key).map_err(|e| ConfigError::Invalid {
-                        key: "server.tls",
-                        problem: e.to_string(),
-                    })?,
-                )
-            }
-            (None, None) => None,
-            _ => return Err(ConfigError::Invalid {
-                key: "server.tls",
-                problem:
-                    "give both server.tls.cert and server.tls.key (ENVOI__SERVER__TLS__CERT, ENVOI__SERVER__TLS__KEY)"
-                        .into(),
-            }),
-        };
-        Ok(crate::startup::Edges {
-            limits,
-            tls,
-            admin_listen: server.admin_listen.clone(),
-        })
-    }
-
-    /// The failed-authentication limiter, if `server.auth_failure_limit` is set.
-    pub fn failure_limiter(&self) -> Result<Option<crate::http::limit::FailureLimiter>, ConfigError> {
-        if self.server.auth_failure_limit == 0 {
-            return Ok(None);
-        }
-        let exempt = self
-            .server
-            .auth_failure_exempt
-            .iter()
-            .map(|n| crate::http::limit::Network::parse(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|problem| ConfigError::Invalid {
-                key: "server.auth_failure_exempt",
-                problem,
-            })?;
-        Ok(Some(crate::http::limit::FailureLimiter::new(
-            self.server.auth_failure_limit,
-            exempt,
-        )))
     }
 
     /// The Postgres URL: `store.url`, else `DATABASE_URL`.

@@ -13,6 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
 
+use crate::config::{ConfigError, ServerSettings};
 use crate::http::{self, ApiError, AppState};
 use crate::metrics::WorkerMetrics;
 use crate::telemetry;
@@ -75,6 +76,42 @@ pub struct Edges {
     pub tls: Option<Arc<CertStore>>,
     /// Serve `/metrics` (and health) here instead of on the main listener.
     pub admin_listen: Option<String>,
+}
+
+impl Edges {
+    /// The edges that `[server]` asks for; the certificate and key are read here.
+    pub fn from_settings(server: &ServerSettings) -> Result<Self, ConfigError> {
+        let ms = Duration::from_millis;
+        let limits = Limits {
+            keep_alive: Duration::from_secs(server.keep_alive_seconds),
+            request_timeout: ms(server.request_timeout_ms),
+            disconnect_timeout: ms(server.disconnect_timeout_ms),
+            tls_handshake_timeout: ms(server.tls_handshake_timeout_ms),
+            max_connections: server.max_connections.max(1),
+            max_tls_handshakes: server.max_tls_handshakes.max(1),
+            max_tls_handshakes_per_address: server.max_tls_handshakes_per_address,
+            backlog: server.backlog.max(1),
+            max_header_bytes: server.max_header_bytes.max(1024),
+        };
+        let tls = match (&server.tls.cert, &server.tls.key) {
+            (Some(cert), Some(key)) => Some(CertStore::load(cert, key).map_err(|e| ConfigError::Invalid {
+                key: "server.tls",
+                problem: e.to_string(),
+            })?),
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid {
+                key: "server.tls",
+                problem:
+                    "give both server.tls.cert and server.tls.key (ENVOI__SERVER__TLS__CERT, ENVOI__SERVER__TLS__KEY)"
+                        .into(),
+            }),
+        };
+        Ok(Edges {
+            limits,
+            tls,
+            admin_listen: server.admin_listen.clone(),
+        })
+    }
 }
 
 pub struct Application {

@@ -108,11 +108,11 @@ fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let reload = reload::spawn(store, holder.clone())
         .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
     let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder)
-        .with_failure_limit(settings.failure_limiter()?);
+        .with_failure_limit(crate::http::limit::FailureLimiter::from_settings(&settings.server)?);
     run_server(
         state,
         &server_options(&settings),
-        &settings.edges()?,
+        &crate::startup::Edges::from_settings(&settings.server)?,
         Some(reload),
         Vec::new(),
         |_| Ok(()),
@@ -158,7 +158,7 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
         .unwrap_or(8080);
     let mut options = server_options(&settings);
     options.listen = format!("127.0.0.1:{port}");
-    let mut edges = settings.edges()?;
+    let mut edges = crate::startup::Edges::from_settings(&settings.server)?;
     // The demo is plain HTTP on loopback, whatever the configuration says.
     edges.tls = None;
     edges.admin_listen = None;
@@ -245,8 +245,8 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
     let pieces = [
         settings.log_filter().map(drop),
         settings.check_listeners(),
-        settings.edges().map(drop),
-        settings.failure_limiter().map(drop),
+        crate::startup::Edges::from_settings(&settings.server).map(drop),
+        crate::http::limit::FailureLimiter::from_settings(&settings.server).map(drop),
     ];
     problems.extend(pieces.into_iter().filter_map(Result::err).map(|e| e.to_string()));
     let policy = load_policy(&settings).map_err(|e| problems.push(e.to_string())).ok();

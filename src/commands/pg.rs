@@ -243,14 +243,14 @@ pub(super) fn serve(settings: &Settings, keys: &[SigningKey]) -> Result<(), Comm
     };
     let state = AppState::new(Verifier::new(keys, settings.token_rules()), holder.clone())
         .with_max_staleness(max_staleness)
-        .with_failure_limit(settings.failure_limiter()?);
+        .with_failure_limit(crate::http::limit::FailureLimiter::from_settings(&settings.server)?);
     let refresh = Duration::from_secs(settings.store.refresh_seconds.max(1));
     let migrate = settings.store.migrate_on_start;
     let sync = postgres::sync(store, holder, refresh, migrate);
     run_server(
         state,
         &server_options(settings),
-        &settings.edges()?,
+        &crate::startup::Edges::from_settings(&settings.server)?,
         None,
         vec![Box::pin(sync)],
         |_| Ok(()),

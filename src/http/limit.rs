@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::{ConfigError, ServerSettings};
+
 const SHARDS: usize = 16;
 /// Addresses tracked per shard before old entries are dropped.
 const SHARD_CAPACITY: usize = 4096;
@@ -77,6 +79,23 @@ pub struct FailureLimiter {
 }
 
 impl FailureLimiter {
+    /// The limiter that `server.auth_failure_limit` asks for, if it is set.
+    pub fn from_settings(server: &ServerSettings) -> Result<Option<Self>, ConfigError> {
+        if server.auth_failure_limit == 0 {
+            return Ok(None);
+        }
+        let exempt = server
+            .auth_failure_exempt
+            .iter()
+            .map(|n| Network::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| ConfigError::Invalid {
+                key: "server.auth_failure_exempt",
+                problem,
+            })?;
+        Ok(Some(Self::new(server.auth_failure_limit, exempt)))
+    }
+
     pub fn new(limit: u32, exempt: Vec<Network>) -> Self {
         Self {
             limit,

@@ -7,8 +7,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
-
 mod fields;
 mod json;
 mod line;
@@ -18,6 +16,14 @@ pub use fields::{write_names, Optional};
 pub use json::{JsonFields, JsonFormat};
 pub use line::{LineFields, LineFormat};
 pub use output::flush;
+
+/// How log lines are written: for a person (`pretty`) or for a collector (`json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// Installs the global subscriber, writing to standard error so that standard output
 /// stays for what commands print. Lines below WARN are written in batches, at most
