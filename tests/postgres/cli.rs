@@ -481,3 +481,60 @@ fn serve_waits_for_the_tables_or_makes_them() {
     server.wait_for_status("/readyz", None, 200, Duration::from_secs(8));
     assert_eq!(envoi_tables(&fresh), TABLES);
 }
+
+/// Issue 10, item 10: `printf '' | envoi secret put x` (and `echo | …`, whose one newline
+/// is dropped) would blank the secret for every workload it is granted to: refused, as is
+/// an empty `--file`, unless `--allow-empty` says it is meant.
+#[test]
+fn an_empty_value_is_refused_unless_allow_empty_says_so() {
+    let Some((db, env)) = migrated("an_empty_value_is_refused_unless_allow_empty_says_so") else {
+        return;
+    };
+    env.put("db_password", "value-1");
+    env.envoi(
+        &[
+            "grant",
+            "add",
+            "app",
+            "--project",
+            "p",
+            "--env",
+            "DB_PASSWORD=db_password",
+        ],
+        b"",
+    )
+    .success();
+    env.write("empty.txt", "");
+    let empty: [(&str, &[&str], &[u8]); 4] = [
+        ("printf ''", &[], b""),
+        ("echo", &[], b"\n"),
+        ("a CRLF line", &[], b"\r\n"),
+        ("an empty --file", &["--file", "empty.txt"], b""),
+    ];
+    for (case, extra, input) in empty {
+        let mut args = vec!["secret", "put", "db_password"];
+        args.extend_from_slice(extra);
+        let ran = env.envoi(&args, input);
+        assert_ne!(ran.code, Some(0), "{case}: stored\n{ran}");
+        ran.stderr_names("empty").stderr_names("--allow-empty");
+        assert!(!ran.stdout.contains("stored"), "{case}\n{ran}");
+    }
+    assert_eq!(
+        db.strings("SELECT version::text FROM envoi_secrets WHERE name = 'db_password'"),
+        ["1"],
+        "nothing written"
+    );
+    assert_eq!(
+        explained(&env, "envoi.toml", "p", "t", "i"),
+        ["p/t/i receives 1 item(s)", "ENV DB_PASSWORD = \"value-1\""]
+    );
+
+    // Asked for, an empty value is stored.
+    env.envoi(&["secret", "put", "db_password", "--allow-empty"], b"\n")
+        .success()
+        .stdout_names("version 2");
+    assert_eq!(
+        explained(&env, "envoi.toml", "p", "t", "i"),
+        ["p/t/i receives 1 item(s)", "ENV DB_PASSWORD = \"\""]
+    );
+}
