@@ -223,10 +223,60 @@ impl PgStore {
         .await
     }
 
-    /// Removes a secret; refused while a grant or template still names it.
+    /// Removes a secret; refused while a grant or template still names it, naming them.
     pub async fn remove_secret(&self, name: &str) -> Result<(), StoreError> {
-        self.remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
+        match self
+            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
             .await
+        {
+            // The policy loaded before the removal, so what no longer loads is what used it.
+            Err(StoreError::Refused(refused)) => match self.uses_of(name).await?.as_slice() {
+                [] => Err(StoreError::Refused(refused)),
+                uses => Err(StoreError::Invalid(format!(
+                    "secret `{name}` is in use, so it was not removed:\n  - {}\nremove or change these first",
+                    uses.join("\n  - ")
+                ))),
+            },
+            other => other,
+        }
+    }
+
+    /// What names the secret `name`: grant items, directly or through an inline template,
+    /// and the templates of other secrets.
+    async fn uses_of(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let reference = format!("${{secret.{name}}}");
+        self.bounded(async {
+            let items: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT grant_name, kind, target, template FROM envoi_grant_items
+                 WHERE secret = $1 OR strpos(template, $2) > 0 ORDER BY grant_name, kind, target",
+            )
+            .bind(name)
+            .bind(&reference)
+            .fetch_all(&self.pool)
+            .await?;
+            let secrets: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, template FROM envoi_secrets WHERE strpos(template, $1) > 0 ORDER BY name")
+                    .bind(&reference)
+                    .fetch_all(&self.pool)
+                    .await?;
+            let mut uses = Vec::new();
+            for (grant, kind, target, template) in items {
+                match template {
+                    None => uses.push(format!("grant `{grant}`: {kind} {target}")),
+                    Some(t) if splices(&t, &reference) => {
+                        uses.push(format!("grant `{grant}`: {kind} {target}, through its template"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (secret, template) in secrets {
+                if splices(&template, &reference) {
+                    uses.push(format!("secret `{secret}`: its template"));
+                }
+            }
+            Ok(uses)
+        })
+        .await
     }
 
     /// Removes a grant and its items.
@@ -711,6 +761,15 @@ fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) 
         Some(OwnerSpec::Short(value)) => (Some("AlwaysSetExplicit".into()), Some(value.clone())),
         Some(OwnerSpec::Long { policy, value }) => (Some(policy.clone()), value.clone()),
     }
+}
+
+/// Whether `template` splices `reference` (`${secret.NAME}`). A `${` right after a `$`
+/// is never a reference: the template reader takes `$${` as a literal `${` wherever a run
+/// of `$` ends in one.
+fn splices(template: &str, reference: &str) -> bool {
+    template
+        .match_indices(reference)
+        .any(|(at, _)| !template[..at].ends_with('$'))
 }
 
 /// Turns a constraint violation into a sentence; other errors pass through.
