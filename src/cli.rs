@@ -68,6 +68,11 @@ pub enum SecretCommand {
         /// Keep a trailing newline read from standard input.
         #[arg(long)]
         raw: bool,
+        /// Store an empty value. Refused by default: an empty input (`printf ''`, or
+        /// `echo` once its newline is dropped) is more often a mistake than a wish, and
+        /// would blank the secret for every workload granted it.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// List secrets: names, versions, key ids and dates, never values.
     Ls,

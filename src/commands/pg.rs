@@ -75,8 +75,24 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
     let store = store(&settings)?;
     block_on(async move {
         match command {
-            SecretCommand::Put { name, file, raw } => {
+            SecretCommand::Put {
+                name,
+                file,
+                raw,
+                allow_empty,
+            } => {
                 let value = read_value(file.as_deref(), raw)?;
+                if value.is_empty() && !allow_empty {
+                    let input = match &file {
+                        Some(path) => format!("{} is empty", path.display()),
+                        None if raw => "standard input is empty".to_owned(),
+                        None => "standard input is empty (once its trailing newline is dropped)".to_owned(),
+                    };
+                    return Err(CommandError::Other(format!(
+                        "{input}: secret `{name}` not stored, as an empty value would blank it for every \
+                         workload granted it; pass --allow-empty if an empty value is meant"
+                    )));
+                }
                 let version = store.put_secret(&name, &value, &postgres::actor("cli")).await?;
                 println!("secret `{name}` stored, version {version}");
             }

@@ -9,24 +9,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
 use toml::Spanned;
 
 use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PermissionsSpec, PolicyDoc, SourceSpec};
 use crate::policy::{read_plain, Encoding, Loader, ParsedFile, PermissionPolicy, Policy, PolicyError};
 use crate::seal::Keyring;
-use crate::store::PolicyHolder;
+
+mod sync;
+
+pub use sync::sync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The channel the tables' triggers notify on.
-const CHANNEL: &str = "envoi_policy";
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database answered, with an error.
     #[error("database: {0}")]
     Database(String),
+    /// No answer: the connection failed, broke or timed out on the way.
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
     #[error(transparent)]
     Refused(#[from] PolicyError),
     #[error("{0}")]
@@ -38,7 +42,23 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // sqlx's messages name the server and the failing statement, never bound values.
-        Self::Database(e.to_string())
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unreachable(e.to_string()),
+            _ => Self::Database(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database (or the network to it) gave no answer at all, as opposed to
+    /// an answer that is an error: the first is retried at once, the second with backoff.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Timeout)
     }
 }
 
@@ -62,7 +82,10 @@ pub struct PgSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// For connections of their own, outside the pool (the sync task's).
+    options: PgConnectOptions,
     keyring: Arc<Keyring>,
+    connect_timeout: Duration,
     statement_timeout: Duration,
 }
 
@@ -91,10 +114,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
             .acquire_timeout(settings.connect_timeout)
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         Ok(Self {
             pool,
+            options,
             keyring,
+            connect_timeout: settings.connect_timeout,
             statement_timeout: settings.statement_timeout,
         })
     }
@@ -121,14 +146,8 @@ impl PgStore {
     /// The current generation and the whole policy, read in one snapshot.
     pub async fn read(&self) -> Result<(i64, PolicyDoc), StoreError> {
         self.bounded(async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .execute(&mut *tx)
-                .await?;
-            let generation = generation(&mut tx).await?;
-            let doc = read_doc(&mut tx).await?;
-            tx.commit().await?;
-            Ok((generation, doc))
+            let mut conn = self.pool.acquire().await?;
+            read_on(&mut conn).await
         })
         .await
     }
@@ -136,20 +155,17 @@ impl PgStore {
     /// Reads and compiles the policy.
     pub async fn load(&self) -> Result<(i64, Policy), StoreError> {
         let (generation, doc) = self.read().await?;
-        let keyring = self.keyring.clone();
-        let policy = tokio::task::spawn_blocking(move || Loader::new(&keyring).load_doc("postgres", doc))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("policy compilation panicked: {e}")))??;
-        Ok((generation, policy))
+        Ok((generation, self.compile(doc).await?))
     }
 
-    /// The generation counter alone: one cheap read.
-    pub async fn generation(&self) -> Result<i64, StoreError> {
-        self.bounded(async {
-            let mut conn = self.pool.acquire().await?;
-            generation(&mut conn).await
-        })
-        .await
+    /// Compiles a policy read from the tables, off the async threads.
+    async fn compile(&self, doc: PolicyDoc) -> Result<Policy, StoreError> {
+        let keyring = self.keyring.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || Loader::new(&keyring).load_doc("postgres", doc))
+                .await
+                .map_err(|e| StoreError::Invalid(format!("policy compilation panicked: {e}")))??,
+        )
     }
 
     /// Runs `change` in a transaction, then compiles the resulting policy in the same
@@ -207,10 +223,60 @@ impl PgStore {
         .await
     }
 
-    /// Removes a secret; refused while a grant or template still names it.
+    /// Removes a secret; refused while a grant or template still names it, naming them.
     pub async fn remove_secret(&self, name: &str) -> Result<(), StoreError> {
-        self.remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
+        match self
+            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
             .await
+        {
+            // The policy loaded before the removal, so what no longer loads is what used it.
+            Err(StoreError::Refused(refused)) => match self.uses_of(name).await?.as_slice() {
+                [] => Err(StoreError::Refused(refused)),
+                uses => Err(StoreError::Invalid(format!(
+                    "secret `{name}` is in use, so it was not removed:\n  - {}\nremove or change these first",
+                    uses.join("\n  - ")
+                ))),
+            },
+            other => other,
+        }
+    }
+
+    /// What names the secret `name`: grant items, directly or through an inline template,
+    /// and the templates of other secrets.
+    async fn uses_of(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let reference = format!("${{secret.{name}}}");
+        self.bounded(async {
+            let items: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT grant_name, kind, target, template FROM envoi_grant_items
+                 WHERE secret = $1 OR strpos(template, $2) > 0 ORDER BY grant_name, kind, target",
+            )
+            .bind(name)
+            .bind(&reference)
+            .fetch_all(&self.pool)
+            .await?;
+            let secrets: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, template FROM envoi_secrets WHERE strpos(template, $1) > 0 ORDER BY name")
+                    .bind(&reference)
+                    .fetch_all(&self.pool)
+                    .await?;
+            let mut uses = Vec::new();
+            for (grant, kind, target, template) in items {
+                match template {
+                    None => uses.push(format!("grant `{grant}`: {kind} {target}")),
+                    Some(t) if splices(&t, &reference) => {
+                        uses.push(format!("grant `{grant}`: {kind} {target}, through its template"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (secret, template) in secrets {
+                if splices(&template, &reference) {
+                    uses.push(format!("secret `{secret}`: its template"));
+                }
+            }
+            Ok(uses)
+        })
+        .await
     }
 
     /// Removes a grant and its items.
@@ -542,6 +608,18 @@ struct GrantRow {
     object_id: String,
 }
 
+/// The generation and the whole policy, read in one snapshot.
+async fn read_on(conn: &mut PgConnection) -> Result<(i64, PolicyDoc), StoreError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let generation = generation(&mut tx).await?;
+    let doc = read_doc(&mut tx).await?;
+    tx.commit().await?;
+    Ok((generation, doc))
+}
+
 async fn generation(conn: &mut PgConnection) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT generation FROM envoi_policy_state")
         .fetch_one(&mut *conn)
@@ -683,6 +761,15 @@ fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) 
         Some(OwnerSpec::Short(value)) => (Some("AlwaysSetExplicit".into()), Some(value.clone())),
         Some(OwnerSpec::Long { policy, value }) => (Some(policy.clone()), value.clone()),
     }
+}
+
+/// Whether `template` splices `reference` (`${secret.NAME}`). A `${` right after a `$`
+/// is never a reference: the template reader takes `$${` as a literal `${` wherever a run
+/// of `$` ends in one.
+fn splices(template: &str, reference: &str) -> bool {
+    template
+        .match_indices(reference)
+        .any(|(at, _)| !template[..at].ends_with('$'))
 }
 
 /// Turns a constraint violation into a sentence; other errors pass through.
@@ -864,122 +951,6 @@ async fn apply_import(
         report.grants_written += 1;
     }
     Ok(report)
-}
-
-/// Keeps `holder` current: a first load (retried with backoff; until then requests get
-/// 503), then LISTEN/NOTIFY and a generation check every `refresh`. Runs until the
-/// process ends; while the database is away the last good snapshot keeps serving.
-pub async fn sync(store: PgStore, holder: Arc<PolicyHolder>, refresh: Duration, migrate: bool) {
-    let mut backoff = Backoff::new();
-    let mut migrated = !migrate;
-    loop {
-        if !migrated {
-            match store.migrate().await {
-                Ok(()) => migrated = true,
-                Err(e) => {
-                    tracing::warn!(retry_in = ?backoff.peek(), "cannot migrate the database yet: {e}");
-                    backoff.wait().await;
-                    continue;
-                }
-            }
-        }
-        let mut listener = match PgListener::connect_with(&store.pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::warn!(retry_in = ?backoff.peek(), "cannot reach the database: {e}; serving the last good snapshot");
-                backoff.wait().await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(retry_in = ?backoff.peek(), "cannot LISTEN: {e}");
-            backoff.wait().await;
-            continue;
-        }
-        // Changes may have been missed while disconnected.
-        if let Err(e) = refresh_once(&store, &holder).await {
-            tracing::warn!(retry_in = ?backoff.peek(), "cannot load the policy: {e}");
-            backoff.wait().await;
-            continue;
-        }
-        backoff.reset();
-        loop {
-            match tokio::time::timeout(refresh, listener.try_recv()).await {
-                Ok(Ok(Some(_))) => {
-                    // A burst of changes: let it settle briefly, then load once.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, listener.try_recv()).await {}
-                }
-                Ok(Ok(None)) | Ok(Err(_)) => {
-                    tracing::warn!("lost the database connection; serving the last good snapshot and reconnecting");
-                    break;
-                }
-                Err(_) => {} // the periodic check
-            }
-            if let Err(e) = refresh_once(&store, &holder).await {
-                tracing::warn!("cannot refresh the policy: {e}; serving the last good snapshot");
-                break;
-            }
-        }
-    }
-}
-
-/// Loads the policy if its generation moved; otherwise confirms the snapshot is current.
-async fn refresh_once(store: &PgStore, holder: &Arc<PolicyHolder>) -> Result<(), StoreError> {
-    let generation = store.generation().await?;
-    if holder.generation() == Some(generation) {
-        holder.confirm();
-        return Ok(());
-    }
-    match store.load().await {
-        Ok((generation, policy)) => {
-            tracing::info!(
-                generation,
-                grants = policy.grants().len(),
-                secrets = policy.secret_count(),
-                "policy loaded from postgres"
-            );
-            // Installing waits for requests to let go of the old snapshot: off this thread,
-            // which also handles signals.
-            let holder = holder.clone();
-            let _ = tokio::task::spawn_blocking(move || holder.install_generation(policy, Some(generation))).await;
-            Ok(())
-        }
-        Err(StoreError::Refused(error)) => {
-            // Every write is checked before it commits, so this is a key or version mismatch
-            // between this replica and the writer: keep serving and say so loudly.
-            holder.record_failure();
-            tracing::error!(generation, "{error}; the last good policy keeps serving");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn peek(&self) -> Duration {
-        self.next
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Self::MAX);
-    }
 }
 
 /// Who made a change, for the `updated_by` columns: `cli:<user>@<host>`.

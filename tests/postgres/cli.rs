@@ -481,3 +481,113 @@ fn serve_waits_for_the_tables_or_makes_them() {
     server.wait_for_status("/readyz", None, 200, Duration::from_secs(8));
     assert_eq!(envoi_tables(&fresh), TABLES);
 }
+
+/// Issue 10, item 10: `printf '' | envoi secret put x` (and `echo | …`, whose one newline
+/// is dropped) would blank the secret for every workload it is granted to: refused, as is
+/// an empty `--file`, unless `--allow-empty` says it is meant.
+#[test]
+fn an_empty_value_is_refused_unless_allow_empty_says_so() {
+    let Some((db, env)) = migrated("an_empty_value_is_refused_unless_allow_empty_says_so") else {
+        return;
+    };
+    env.put("db_password", "value-1");
+    env.envoi(
+        &[
+            "grant",
+            "add",
+            "app",
+            "--project",
+            "p",
+            "--env",
+            "DB_PASSWORD=db_password",
+        ],
+        b"",
+    )
+    .success();
+    env.write("empty.txt", "");
+    let empty: [(&str, &[&str], &[u8]); 4] = [
+        ("printf ''", &[], b""),
+        ("echo", &[], b"\n"),
+        ("a CRLF line", &[], b"\r\n"),
+        ("an empty --file", &["--file", "empty.txt"], b""),
+    ];
+    for (case, extra, input) in empty {
+        let mut args = vec!["secret", "put", "db_password"];
+        args.extend_from_slice(extra);
+        let ran = env.envoi(&args, input);
+        assert_ne!(ran.code, Some(0), "{case}: stored\n{ran}");
+        ran.stderr_names("empty").stderr_names("--allow-empty");
+        assert!(!ran.stdout.contains("stored"), "{case}\n{ran}");
+    }
+    assert_eq!(
+        db.strings("SELECT version::text FROM envoi_secrets WHERE name = 'db_password'"),
+        ["1"],
+        "nothing written"
+    );
+    assert_eq!(
+        explained(&env, "envoi.toml", "p", "t", "i"),
+        ["p/t/i receives 1 item(s)", "ENV DB_PASSWORD = \"value-1\""]
+    );
+
+    // Asked for, an empty value is stored.
+    env.envoi(&["secret", "put", "db_password", "--allow-empty"], b"\n")
+        .success()
+        .stdout_names("version 2");
+    assert_eq!(
+        explained(&env, "envoi.toml", "p", "t", "i"),
+        ["p/t/i receives 1 item(s)", "ENV DB_PASSWORD = \"\""]
+    );
+}
+
+/// Issue 10, item 10: removing a secret still in use names what uses it (grants, directly
+/// or through an inline template, and templates of other secrets), rather than saying it
+/// "is not defined".
+#[test]
+fn removing_a_secret_in_use_names_what_uses_it() {
+    let Some((db, env)) = migrated("removing_a_secret_in_use_names_what_uses_it") else {
+        return;
+    };
+    env.put("s1", "value-one");
+    env.put("other", "value-other");
+    env.envoi(&["grant", "add", "a", "--project", "p", "--env", "K=s1"], b"")
+        .success();
+    env.envoi(
+        &["grant", "add", "b", "--project", "q", "--file", "/etc/s1=s1,mode=0400"],
+        b"",
+    )
+    .success();
+    // A template secret and an inline template, written as `db import` would.
+    db.exec(
+        "INSERT INTO envoi_secrets (name, template, updated_by) VALUES ('url', 'db://app:${secret.s1}@db', 'test');
+         INSERT INTO envoi_grants (name, project, updated_by) VALUES ('c', 'r', 'test');
+         INSERT INTO envoi_grant_items (grant_name, kind, target, template) VALUES ('c', 'ENV', 'URL', 'x://${secret.s1}@h');
+         INSERT INTO envoi_grant_items (grant_name, kind, target, template) VALUES ('c', 'ENV', 'LITERAL', '$${secret.s1}');",
+    );
+    let generation = db.int("SELECT generation FROM envoi_policy_state");
+
+    let refused = env.envoi(&["secret", "rm", "s1"], b"").failure();
+    refused
+        .stderr_names("secret `s1` is in use")
+        .stderr_names("grant `a`: ENV K")
+        .stderr_names("grant `b`: FILE /etc/s1")
+        .stderr_names("grant `c`: ENV URL, through its template")
+        .stderr_names("secret `url`: its template")
+        .never_shows("value-one");
+    assert!(!refused.stderr.contains("not defined"), "{refused}");
+    assert!(
+        !refused.stderr.contains("LITERAL"),
+        "`$${{` is a literal, not a use\n{refused}"
+    );
+    assert_eq!(
+        db.strings("SELECT name FROM envoi_secrets ORDER BY name"),
+        ["other", "s1", "url"]
+    );
+    assert_eq!(
+        db.int("SELECT generation FROM envoi_policy_state"),
+        generation,
+        "rolled back"
+    );
+
+    // A secret nothing uses goes.
+    env.envoi(&["secret", "rm", "other"], b"").success();
+}

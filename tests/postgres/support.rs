@@ -1,14 +1,15 @@
 //! What the Postgres tests share: a scratch database per test (dropped by a guard, even
 //! when the test fails), the binary run with a clean environment, an HS256 token minter
 //! written independently of envoi, a tiny blocking HTTP client, a running server killed
-//! when its guard drops, and a TCP proxy that can cut envoi off from the database.
+//! when its guard drops, and a TCP proxy that can cut envoi off from the database or
+//! silence it.
 #![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -603,8 +604,15 @@ impl Drop for Server {
 
 // ---- A proxy between envoi and the database ----
 
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const SILENT: u8 = 2;
+
 /// A TCP proxy to the database that can be taken down (new connections dropped at once,
-/// open ones cut) and brought back up.
+/// open ones cut), silenced (every connection, open or new, held open with nothing
+/// forwarded either way: a network that stops answering), and brought back up, either for
+/// every connection (the network heals) or for new ones only (the silenced ones stay
+/// silent for good, as behind a firewall or NAT that forgot them).
 pub struct Proxy {
     pub address: SocketAddr,
     shared: Arc<ProxyShared>,
@@ -612,7 +620,9 @@ pub struct Proxy {
 }
 
 struct ProxyShared {
-    up: AtomicBool,
+    mode: AtomicU8,
+    /// Connections accepted before this epoch were forgotten: they never forward again.
+    epoch: AtomicU64,
     stop: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
 }
@@ -624,6 +634,45 @@ impl ProxyShared {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
+
+    fn keep(&self, stream: &TcpStream) {
+        if let Ok(clone) = stream.try_clone() {
+            self.open.lock().unwrap_or_else(|p| p.into_inner()).push(clone);
+        }
+    }
+
+    /// Waits while a connection accepted in epoch `born` may not forward; `false` when it
+    /// is to end instead.
+    fn may_forward(&self, born: u64) -> bool {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.mode.load(Ordering::SeqCst) {
+                DOWN => return false,
+                UP if born >= self.epoch.load(Ordering::SeqCst) => return true,
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to` while the proxy lets connection `born` forward.
+fn forward(mut from: TcpStream, mut to: TcpStream, born: u64, state: &ProxyShared) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Silenced, the chunk read is held and nothing more is read: the sender's
+        // writes pile up in the kernel's buffers, as on a network that went quiet.
+        if !state.may_forward(born) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 impl Proxy {
@@ -632,7 +681,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let address = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(ProxyShared {
-            up: AtomicBool::new(up),
+            mode: AtomicU8::new(if up { UP } else { DOWN }),
+            epoch: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
         });
@@ -643,34 +693,34 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                if !state.up.load(Ordering::SeqCst) {
+                if state.mode.load(Ordering::SeqCst) == DOWN {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                {
-                    let mut open = state.open.lock().unwrap_or_else(|p| p.into_inner());
-                    for stream in [&client, &server] {
-                        if let Ok(clone) = stream.try_clone() {
-                            open.push(clone);
-                        }
+                let born = state.epoch.load(Ordering::SeqCst);
+                state.keep(&client);
+                let state = state.clone();
+                // Silenced, a new connection is accepted and held, its upstream not yet made.
+                std::thread::spawn(move || {
+                    if !state.may_forward(born) {
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
                     }
-                }
-                for (from, to) in [(&client, &server), (&server, &client)] {
-                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
+                    let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
                     };
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = from.shutdown(Shutdown::Both);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
-                }
+                    state.keep(&server);
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    for (from, to) in [(&client, &server), (&server, &client)] {
+                        let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                            continue;
+                        };
+                        let state = state.clone();
+                        std::thread::spawn(move || forward(from, to, born, &state));
+                    }
+                });
             }
         });
         Self {
@@ -682,25 +732,51 @@ impl Proxy {
 
     /// Refuses new connections and cuts the open ones.
     pub fn down(&self) {
-        self.shared.up.store(false, Ordering::SeqCst);
+        self.shared.mode.store(DOWN, Ordering::SeqCst);
         self.shared.cut_all();
     }
 
-    /// Accepts and forwards connections again.
+    /// Stops forwarding anything, on open connections and on new ones, which are accepted
+    /// and held: nothing is refused or cut, nothing answers.
+    pub fn silence(&self) {
+        self.shared.mode.store(SILENT, Ordering::SeqCst);
+    }
+
+    /// Accepts and forwards connections again, the held ones included.
     pub fn up(&self) {
-        self.shared.up.store(true, Ordering::SeqCst);
+        self.shared.mode.store(UP, Ordering::SeqCst);
+    }
+
+    /// Accepts and forwards new connections again; those open until now stay silent.
+    pub fn up_for_new_connections(&self) {
+        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        self.shared.mode.store(UP, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.up.store(false, Ordering::SeqCst);
+        self.shared.mode.store(DOWN, Ordering::SeqCst);
         self.shared.cut_all();
         // Wakes the accept loop so that it sees `stop`.
         let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
+    }
+}
+
+/// Calls `ready` every 50 ms until it says yes, for at most `within`: how long that took.
+pub fn poll_until(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if ready() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
