@@ -13,6 +13,7 @@ pub mod policy;
 pub mod redact;
 pub mod seal;
 pub mod secret;
+pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -29,6 +29,16 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
 }
 
+impl ServerOptions {
+    pub fn from_settings(server: &ServerSettings) -> Self {
+        Self {
+            listen: server.listen.clone(),
+            workers: server.workers,
+            shutdown_timeout: Duration::from_secs(server.shutdown_timeout_seconds),
+        }
+    }
+}
+
 /// Bounds on what a client may take (SPEC §6, issue "production edges"). Each is a
 /// setting; the defaults suit a platform fetching secrets at workload start.
 #[derive(Debug, Clone)]

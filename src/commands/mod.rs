@@ -7,19 +7,17 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::auth::{mint_token, SigningKey, Verifier, Workload};
+use crate::auth::{mint_token, SigningKey, Workload};
 use crate::cli::{Cli, Command, ExplainArgs, TokenArgs};
 use crate::config::{ConfigError, Settings, StoreKind};
-use crate::http::AppState;
 use crate::policy::reseal::reseal_text;
 use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
-use crate::startup::{Application, Edges, ServerOptions};
-use crate::store::reload;
+use crate::serve::Assembly;
 
 mod pg;
 use crate::store::toml::TomlStore;
-use crate::store::PolicyHolder;
+use crate::store::PolicySource;
 
 /// The example policy, compiled in for `serve --dev`.
 pub const EXAMPLE_POLICY: &str = include_str!("../../config/example-policy.toml");
@@ -32,6 +30,10 @@ pub enum CommandError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Store(#[from] crate::store::postgres::StoreError),
+    #[error(transparent)]
+    Source(#[from] crate::store::source::SourceError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
     #[error("{0}")]
     Other(String),
 }
@@ -64,13 +66,7 @@ fn toml_store(settings: &Settings) -> Result<TomlStore, CommandError> {
 
 /// Loads the policy from the configured store, as `serve` would.
 fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
-    match settings.store.kind {
-        StoreKind::Toml => Ok(toml_store(settings)?.load()?),
-        StoreKind::Postgres => {
-            let store = pg::store(settings)?;
-            pg::block_on(async move { Ok(store.load().await?.1) })
-        }
-    }
+    Ok(source(settings)?.load_now()?)
 }
 
 /// Logs for `serve`, as configured.
@@ -85,59 +81,20 @@ pub(crate) fn init_quiet_logs() {
     let _ = crate::telemetry::init(warn, crate::config::LogFormat::Pretty, Duration::ZERO);
 }
 
-pub(crate) fn server_options(settings: &Settings) -> ServerOptions {
-    ServerOptions {
-        listen: settings.server.listen.clone(),
-        workers: settings.server.workers,
-        shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_seconds),
-    }
+/// The configured store as a source: the one place that asks which kind it is.
+fn source(settings: &Settings) -> Result<PolicySource, CommandError> {
+    Ok(match settings.store.kind {
+        StoreKind::Toml => PolicySource::Toml(toml_store(settings)?),
+        StoreKind::Postgres => PolicySource::Postgres(pg::source(settings)?),
+    })
 }
 
 fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     init_logs(&settings)?;
     let keys = settings.signing_keys()?;
-    if settings.store.kind == StoreKind::Postgres {
-        return pg::serve(&settings, &keys);
-    }
-    let store = toml_store(&settings)?;
-    let policy = store.load()?;
-    tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %settings.store.path.display(), "policy loaded");
-    crate::store::reload::log_warnings(&policy);
-    let holder = Arc::new(PolicyHolder::with_policy(policy));
-    let reload = reload::spawn(store, holder.clone())
-        .map_err(|e| CommandError::Other(format!("cannot start the reload thread: {e}")))?;
-    let state = AppState::new(Verifier::new(&keys, settings.token_rules()), holder)
-        .with_failure_limit(crate::http::limit::FailureLimiter::from_settings(&settings.server)?);
-    run_server(
-        state,
-        &server_options(&settings),
-        &crate::startup::Edges::from_settings(&settings.server)?,
-        Some(reload),
-        Vec::new(),
-        |_| Ok(()),
-    )
-}
-
-/// SIGHUP reloads the policy (TOML store) and the TLS certificate, as daemons do.
-async fn reload_on_sighup(reload: Option<reload::ReloadHandle>, certs: Option<Arc<crate::tls::CertStore>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hangups) => {
-            while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading");
-                if let Some(reload) = &reload {
-                    reload.trigger(reload::Trigger::Signal);
-                }
-                if let Some(certs) = &certs {
-                    if let Err(e) = certs.reload() {
-                        tracing::error!("{e}; the current certificate keeps serving");
-                    }
-                }
-            }
-        }
-        Err(e) => tracing::error!("cannot listen for SIGHUP: {e}"),
-    }
+    Assembly::new(&settings, &keys, source(&settings)?)?.run(|_| Ok(()))?;
+    Ok(())
 }
 
 fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
@@ -145,24 +102,8 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
     init_logs(&settings)?;
     let policy = policy::load_str("example-policy.toml (embedded)", EXAMPLE_POLICY, None)?;
     let key = SigningKey::new(SecretString::from(random_hex(32)));
-    let state = AppState::new(
-        Verifier::new(std::slice::from_ref(&key), settings.token_rules()),
-        Arc::new(PolicyHolder::with_policy(policy)),
-    );
-    let port = settings
-        .server
-        .listen
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or(8080);
-    let mut options = server_options(&settings);
-    options.listen = format!("127.0.0.1:{port}");
-    let mut edges = crate::startup::Edges::from_settings(&settings.server)?;
-    // The demo is plain HTTP on loopback, whatever the configuration says.
-    edges.tls = None;
-    edges.admin_listen = None;
-    run_server(state, &options, &edges, None, Vec::new(), |address| {
+    let assembly = Assembly::new(&settings, std::slice::from_ref(&key), PolicySource::Fixed(policy))?.loopback_only();
+    assembly.run(|address| {
         let mut out = std::io::stdout().lock();
         let curl = |project: &str, kind: &str, id: &str| {
             let workload = Workload::new(project, kind, id).expect("example workloads are valid");
@@ -184,54 +125,8 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
         writeln!(out, "  {}\n", curl("web", "job", "nightly-report"))?;
         writeln!(out, "Ctrl-C stops it.")?;
         out.flush()
-    })
-}
-
-/// How often the TLS files are checked for a new certificate.
-const CERT_CHECK: Duration = Duration::from_secs(10);
-
-/// Runs the server with `tasks` beside it (database sync...), SIGHUP handling and the
-/// certificate watch, until SIGTERM/SIGINT; the tasks are stopped inside the runtime,
-/// before it goes away.
-pub(crate) fn run_server(
-    state: AppState,
-    options: &ServerOptions,
-    edges: &Edges,
-    reload: Option<reload::ReloadHandle>,
-    mut tasks: Vec<futures_util::future::BoxFuture<'static, ()>>,
-    on_bound: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
-) -> Result<(), CommandError> {
-    tasks.push(Box::pin(reload_on_sighup(reload, edges.tls.clone())));
-    if let Some(certs) = edges.tls.clone() {
-        tasks.push(Box::pin(certs.watch(CERT_CHECK)));
-    }
-    // As `check` does: a bad address is named, never quoted.
-    crate::config::check_listen(&options.listen, "server.listen")?;
-    if let Some(admin) = &edges.admin_listen {
-        crate::config::check_listen(admin, "server.admin_listen")?;
-    }
-    actix_web::rt::System::new().block_on(async move {
-        let app = Application::build_with(state, options, edges).map_err(|e| {
-            let which = match edges.admin_listen {
-                Some(_) => "server.listen or server.admin_listen",
-                None => "server.listen",
-            };
-            CommandError::Other(format!("cannot listen on the address of {which}: {e}"))
-        })?;
-        let scheme = if edges.tls.is_some() { "https" } else { "http" };
-        let admin = crate::telemetry::Optional(app.admin_address());
-        tracing::info!(address = %app.address(), scheme, admin = ?admin, "listening");
-        on_bound(app.address()).map_err(|e| CommandError::Other(e.to_string()))?;
-        let tasks: Vec<_> = tasks.into_iter().map(actix_web::rt::spawn).collect();
-        let result = app.run_until_stopped().await;
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
-        result.map_err(|e| CommandError::Other(format!("server failed: {e}")))?;
-        tracing::info!("stopped");
-        Ok(())
-    })
+    })?;
+    Ok(())
 }
 
 fn check(config: Option<&Path>) -> Result<(), CommandError> {
@@ -249,8 +144,12 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
         crate::http::limit::FailureLimiter::from_settings(&settings.server).map(drop),
     ];
     problems.extend(pieces.into_iter().filter_map(Result::err).map(|e| e.to_string()));
-    let policy = load_policy(&settings).map_err(|e| problems.push(e.to_string())).ok();
-    let (Some(keys), Some(policy), true) = (keys, policy, problems.is_empty()) else {
+    let loaded = source(&settings).and_then(|source| {
+        let place = source.describe();
+        Ok((source.load_now()?, place))
+    });
+    let loaded = loaded.map_err(|e| problems.push(e.to_string())).ok();
+    let (Some(keys), Some((policy, place)), true) = (keys, loaded, problems.is_empty()) else {
         return Err(CommandError::Other(problems.join("\nerror: ")));
     };
     for warning in policy.warnings() {
@@ -260,10 +159,7 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
         "ok: {} grants and {} secrets in {}; {} signing key(s)",
         policy.grants().len(),
         policy.secret_count(),
-        match settings.store.kind {
-            StoreKind::Toml => settings.store.path.display().to_string(),
-            StoreKind::Postgres => "postgres".to_owned(),
-        },
+        place,
         keys.len()
     );
     Ok(())

@@ -5,14 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{init_quiet_logs, run_server, server_options, CommandError};
-use crate::auth::{SigningKey, Verifier};
+use super::{init_quiet_logs, CommandError};
 use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, SecretCommand};
 use crate::config::Settings;
-use crate::http::AppState;
 use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec};
 use crate::store::postgres::{self, PgSettings, PgStore};
-use crate::store::PolicyHolder;
+use crate::store::source::PostgresSource;
 
 pub(super) fn store(settings: &Settings) -> Result<PgStore, CommandError> {
     let pg = PgSettings {
@@ -248,27 +246,15 @@ fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
     Ok(spec)
 }
 
-/// `serve` on the Postgres store: the server starts at once and answers 503 until the
-/// first snapshot loads; the sync task keeps it current.
-pub(super) fn serve(settings: &Settings, keys: &[SigningKey]) -> Result<(), CommandError> {
-    let store = store(settings)?;
-    let holder = Arc::new(PolicyHolder::new());
-    let max_staleness = match settings.store.max_staleness_seconds {
-        0 => None,
-        seconds => Some(Duration::from_secs(seconds)),
-    };
-    let state = AppState::new(Verifier::new(keys, settings.token_rules()), holder.clone())
-        .with_max_staleness(max_staleness)
-        .with_failure_limit(crate::http::limit::FailureLimiter::from_settings(&settings.server)?);
-    let refresh = Duration::from_secs(settings.store.refresh_seconds.max(1));
-    let migrate = settings.store.migrate_on_start;
-    let sync = postgres::sync(store, holder, refresh, migrate);
-    run_server(
-        state,
-        &server_options(settings),
-        &crate::startup::Edges::from_settings(&settings.server)?,
-        None,
-        vec![Box::pin(sync)],
-        |_| Ok(()),
-    )
+/// The Postgres store as a policy source for `serve`, `check` and `explain`.
+pub(super) fn source(settings: &Settings) -> Result<PostgresSource, CommandError> {
+    Ok(PostgresSource {
+        store: store(settings)?,
+        refresh: Duration::from_secs(settings.store.refresh_seconds.max(1)),
+        migrate: settings.store.migrate_on_start,
+        max_staleness: match settings.store.max_staleness_seconds {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        },
+    })
 }

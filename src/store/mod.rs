@@ -2,7 +2,10 @@
 
 pub mod postgres;
 pub mod reload;
+pub mod source;
 pub mod toml;
+
+pub use source::{Keeper, PolicySource};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,12 +15,10 @@ use arc_swap::{ArcSwapOption, Guard};
 
 use crate::policy::Policy;
 
-/// A loaded policy and, for the Postgres store the generation of the
-/// database it was read at.
+/// A loaded policy, as requests see it.
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
-    pub generation: Option<i64>,
 }
 
 /// Holds the current snapshot. Readers take it without locking; a reload swaps a whole
@@ -68,13 +69,7 @@ impl PolicyHolder {
 
     /// Swaps a newly built policy in.
     pub fn install(&self, policy: Policy) {
-        self.install_generation(policy, None);
-    }
-
-    /// Swaps in a policy read at a database generation.
-    pub fn install_generation(&self, policy: Policy, generation: Option<i64>) {
-        let snapshot = Snapshot { policy, generation };
-        let old = self.current.swap(Some(Arc::new(snapshot)));
+        let old = self.current.swap(Some(Arc::new(Snapshot { policy })));
         self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
         if let Some(old) = old {
@@ -95,11 +90,6 @@ impl PolicyHolder {
         Some(Duration::from_secs(
             epoch_seconds().saturating_sub(self.fresh_at.load(Ordering::Relaxed)),
         ))
-    }
-
-    /// The database generation of the current snapshot.
-    pub fn generation(&self) -> Option<i64> {
-        self.current.load().as_ref().and_then(|s| s.generation)
     }
 
     /// Records a load that failed; the last good snapshot keeps serving.

@@ -140,6 +140,7 @@ pub async fn sync(store: PgStore, holder: Arc<PolicyHolder>, refresh: Duration, 
     let mut replica = Replica {
         store,
         holder,
+        served: None,
         probe_every: refresh.min(PROBE_EVERY),
         refused: None,
         attempts: None,
@@ -167,6 +168,9 @@ pub async fn sync(store: PgStore, holder: Arc<PolicyHolder>, refresh: Duration, 
 struct Replica {
     store: PgStore,
     holder: Arc<PolicyHolder>,
+    /// The database generation of the snapshot being served: the store's own
+    /// bookkeeping, not the holder's.
+    served: Option<i64>,
     probe_every: Duration,
     /// A generation that does not compile here: not read again until it moves.
     refused: Option<i64>,
@@ -257,7 +261,7 @@ impl Replica {
     async fn refresh(&mut self, session: &mut Session) -> Result<(), StoreError> {
         loop {
             let current = self.probe(session).await?.generation;
-            if self.holder.generation() == Some(current) {
+            if self.served == Some(current) {
                 self.holder.confirm();
                 return Ok(());
             }
@@ -280,8 +284,8 @@ impl Replica {
                     // Installing waits for requests to let go of the old snapshot: off this
                     // thread, which also handles signals.
                     let holder = self.holder.clone();
-                    let _ =
-                        tokio::task::spawn_blocking(move || holder.install_generation(policy, Some(generation))).await;
+                    let _ = tokio::task::spawn_blocking(move || holder.install(policy)).await;
+                    self.served = Some(generation);
                     Ok(())
                 }
                 Err(StoreError::Refused(error)) => {
