@@ -4,6 +4,8 @@
 # loopback, in alternating rounds; then envoi while the 100k policy reloads every second.
 #
 # Usage: bench/load.sh   (ROUNDS=3 DURATION=10 CONNECTIONS=64 WORKERS=1 WRK_THREADS=1 LOG_LEVEL=info)
+# BASELINE=path/to/an/older/envoi adds it on the 10-workload policy to every round, for a
+# before/after comparison on the same machine at the same time.
 # LOG_LEVEL=info keeps the audit line of every answer (written to a file); warn drops it.
 # Needs: wrk (apt-get install wrk), python3, curl. Everything runs on 127.0.0.1 and stops
 # by itself.
@@ -29,10 +31,13 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-echo "== building (release)"
-cargo build --release --quiet --bin envoi --example ceiling
-ENVOI=target/release/envoi
-CEILING=target/release/examples/ceiling
+# ENVOI and CEILING name binaries built elsewhere; without them, they are built here.
+if [ -z "${ENVOI:-}" ] || [ -z "${CEILING:-}" ]; then
+  echo "== building (release)"
+  cargo build --release --quiet --bin envoi --example ceiling
+fi
+ENVOI=${ENVOI:-target/release/envoi}
+CEILING=${CEILING:-target/release/examples/ceiling}
 
 echo "== generating policies"
 python3 bench/gen_policy.py 10 > "$WORK/p10.toml"
@@ -53,13 +58,14 @@ EOF
 }
 config e10 "$WORK/p10.toml" 18110
 config e100k "$WORK/p100k" 18111
+config b10 "$WORK/p10.toml" 18113
 
 echo "== load time and memory"
 for _ in 1 2 3; do
   /usr/bin/time -f "load+compile 100k: %e s wall, %M KiB max RSS" "$ENVOI" --config "$WORK/e100k.toml" check
 done
-start() { # CONFIG -> pid; waits for readiness. Runs in $(...): the caller records the pid.
-  "$ENVOI" --config "$1" serve >/dev/null 2>>"$LOGS/serve.log" &
+start() { # CONFIG [BINARY] -> pid; waits for readiness. Runs in $(...): the caller records the pid.
+  "${2:-$ENVOI}" --config "$1" serve >/dev/null 2>>"$LOGS/serve.log" &
   local pid=$!
   local port
   port=$(grep -o '127.0.0.1:[0-9]*' "$1" | cut -d: -f2)
@@ -71,6 +77,7 @@ start() { # CONFIG -> pid; waits for readiness. Runs in $(...): the caller recor
 }
 E10=$(start "$WORK/e10.toml"); PIDS+=("$E10")
 E100K=$(start "$WORK/e100k.toml"); PIDS+=("$E100K")
+if [ -n "${BASELINE:-}" ]; then B10=$(start "$WORK/b10.toml" "$BASELINE"); PIDS+=("$B10"); fi
 for pid in "$E10" "$E100K"; do
   kill -0 "$pid" 2>/dev/null || { echo "envoi did not start; its log:" >&2; cat "$LOGS/serve.log" >&2; exit 1; }
 done
@@ -127,6 +134,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run ceiling "$CEIL" http://127.0.0.1:18112/
   run envoi-100k "$E100K" http://127.0.0.1:18111/ "$TOKEN100K"
   run envoi-10 "$E10" http://127.0.0.1:18110/ "$TOKEN10"
+  if [ -n "${BASELINE:-}" ]; then run baseline-10 "$B10" http://127.0.0.1:18113/ "$TOKEN10"; fi
 done
 
 echo "== envoi-100k while the 100k policy is reloaded every second (SIGHUP)"
