@@ -1,0 +1,245 @@
+//! `db import`: the tables made to hold exactly the policy of a set of files, writing
+//! only what differs, so that importing the same policy twice changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{Postgres, Transaction};
+
+use super::rows::{constraint_message, insert_grant, read_rows, GrantRow, ItemRow, SecretRow};
+use super::{PgStore, StoreError};
+use crate::policy::model::GrantSpec;
+use crate::policy::read_plain;
+use crate::policy::ParsedFile;
+use crate::seal::Keyring;
+
+impl PgStore {
+    /// Makes the tables hold exactly the policy of `files`, writing only what differs, so
+    /// that importing the same policy twice changes nothing.
+    pub async fn import(&self, files: Vec<ParsedFile>, actor: &str) -> Result<ImportReport, StoreError> {
+        let desired = self.desired(files)?;
+        let actor = actor.to_owned();
+        let keyring = self.keyring.clone();
+        self.change(move |tx| Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await }))
+            .await
+    }
+
+    /// What the tables should hold for the policy of `files`.
+    fn desired(&self, files: Vec<ParsedFile>) -> Result<Desired, StoreError> {
+        let mut desired = Desired::default();
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        for file in files {
+            for (name, spec) in file.doc.secrets {
+                let spec = spec.into_inner();
+                let value = if let Some(template) = spec.template {
+                    DesiredSecret::Template(template)
+                } else if let Some(sealed) = spec.sealed {
+                    DesiredSecret::Sealed(sealed)
+                } else {
+                    let plain = read_plain(&spec, file.base.as_deref())
+                        .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?
+                        .ok_or_else(|| StoreError::Invalid(format!("secret `{name}`: no value given")))?;
+                    DesiredSecret::Plain(plain)
+                };
+                if desired.secrets.insert(name.clone(), value).is_some() {
+                    return Err(StoreError::Invalid(format!("secret `{name}` is defined twice")));
+                }
+            }
+            for grant in file.doc.grants {
+                let mut grant = grant.into_inner();
+                let name = match &grant.name {
+                    Some(name) => name.clone(),
+                    None => {
+                        // Unnamed grants are named after their selector, stable across imports.
+                        let base = format!(
+                            "{}/{}/{}",
+                            grant.project.as_deref().unwrap_or("*"),
+                            grant.kind.as_deref().unwrap_or("*"),
+                            grant.id.as_deref().unwrap_or("*")
+                        );
+                        let n = taken.entry(base.clone()).or_insert(0);
+                        *n += 1;
+                        if *n == 1 {
+                            base
+                        } else {
+                            format!("{base} #{n}")
+                        }
+                    }
+                };
+                grant.name = Some(name.clone());
+                let items = self.item_rows(&name, &grant, file.base.as_deref())?;
+                if desired.grants.insert(name.clone(), (grant, items)).is_some() {
+                    return Err(StoreError::Invalid(format!("grant `{name}` is defined twice")));
+                }
+            }
+        }
+        Ok(desired)
+    }
+}
+
+/// What `db import` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub secrets_written: usize,
+    pub secrets_removed: usize,
+    pub grants_written: usize,
+    pub grants_removed: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Default)]
+struct Desired {
+    secrets: BTreeMap<String, DesiredSecret>,
+    grants: BTreeMap<String, (GrantSpec, Vec<ItemRow>)>,
+}
+
+enum DesiredSecret {
+    Plain(crate::policy::SecretBytes),
+    Sealed(String),
+    Template(String),
+}
+
+impl ItemRow {
+    /// The same item, sealed values compared by what they open to.
+    fn same_as(&self, other: &Self, keyring: &Keyring) -> bool {
+        let mut a = self.clone();
+        let mut b = other.clone();
+        let (sa, sb) = (a.sealed.take(), b.sealed.take());
+        a.key_id = None;
+        b.key_id = None;
+        a == b
+            && match (sa, sb) {
+                (None, None) => true,
+                (Some(x), Some(y)) => {
+                    Keyring::key_id(&y).ok() == keyring.newest_id()
+                        && (x == y || opens_same(keyring, &self.target, &x, &y))
+                }
+                _ => false,
+            }
+    }
+}
+
+fn opens_same(keyring: &Keyring, name: &str, a: &str, b: &str) -> bool {
+    match (keyring.open(name, a), keyring.open(name, b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+async fn apply_import(
+    tx: &mut Transaction<'static, Postgres>,
+    keyring: &Keyring,
+    desired: Desired,
+    actor: &str,
+) -> Result<ImportReport, StoreError> {
+    let mut report = ImportReport::default();
+    let (secrets, grants, items) = read_rows(tx).await?;
+
+    let existing: HashMap<String, SecretRow> = secrets.into_iter().map(|s| (s.name.clone(), s)).collect();
+    for name in existing.keys().filter(|n| !desired.secrets.contains_key(*n)) {
+        // Grants go first below only if they also go; the final compile refuses dangling names.
+        sqlx::query("DELETE FROM envoi_secrets WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        report.secrets_removed += 1;
+    }
+    for (name, want) in &desired.secrets {
+        let current = existing.get(name);
+        // A value sealed under an older key counts as changed: an import after adding a
+        // new master key re-seals everything under it.
+        let newest = |sealed: &str| Keyring::key_id(sealed).ok() == keyring.newest_id();
+        let unchanged = match (want, current) {
+            (DesiredSecret::Template(t), Some(row)) => row.template.as_deref() == Some(t.as_str()),
+            (DesiredSecret::Sealed(s), Some(SecretRow { sealed: Some(have), .. })) => {
+                newest(have) && (have == s || opens_same(keyring, name, have, s))
+            }
+            (DesiredSecret::Plain(plain), Some(SecretRow { sealed: Some(have), .. })) => {
+                newest(have) && keyring.open(name, have).is_ok_and(|v| v == *plain)
+            }
+            _ => false,
+        };
+        if unchanged {
+            report.unchanged += 1;
+            continue;
+        }
+        let (sealed, template) = match want {
+            DesiredSecret::Template(t) => (None, Some(t.clone())),
+            DesiredSecret::Sealed(s) => {
+                let plain = keyring
+                    .open(name, s)
+                    .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                (
+                    Some(
+                        keyring
+                            .seal(name, plain.expose())
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    ),
+                    None,
+                )
+            }
+            DesiredSecret::Plain(plain) => (
+                Some(
+                    keyring
+                        .seal(name, plain.expose())
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                ),
+                None,
+            ),
+        };
+        let key_id = match &sealed {
+            Some(s) => Some(
+                Keyring::key_id(s)
+                    .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = $4,
+                 version = envoi_secrets.version + 1, updated_at = now(), updated_by = $5",
+        )
+        .bind(name)
+        .bind(&sealed)
+        .bind(&key_id)
+        .bind(&template)
+        .bind(actor)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| constraint_message(e, &format!("secret `{name}`")))?;
+        report.secrets_written += 1;
+    }
+
+    let mut current_items: HashMap<String, Vec<ItemRow>> = HashMap::new();
+    for item in items {
+        current_items.entry(item.grant_name.clone()).or_default().push(item);
+    }
+    for grant in &grants {
+        if !desired.grants.contains_key(&grant.name) {
+            sqlx::query("DELETE FROM envoi_grants WHERE name = $1")
+                .bind(&grant.name)
+                .execute(&mut **tx)
+                .await?;
+            report.grants_removed += 1;
+        }
+    }
+    let existing: HashMap<&str, &GrantRow> = grants.iter().map(|g| (g.name.as_str(), g)).collect();
+    for (name, (spec, items)) in &desired.grants {
+        let same_selector = existing.get(name.as_str()).is_some_and(|row| {
+            row.project == spec.project.as_deref().unwrap_or("*")
+                && row.kind == spec.kind.as_deref().unwrap_or("*")
+                && row.object_id == spec.id.as_deref().unwrap_or("*")
+        });
+        let mut want: Vec<&ItemRow> = items.iter().collect();
+        want.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
+        let have = current_items.get(name).map(Vec::as_slice).unwrap_or_default();
+        let same_items = want.len() == have.len() && want.iter().zip(have).all(|(w, h)| w.same_as(h, keyring));
+        if same_selector && same_items {
+            report.unchanged += 1;
+            continue;
+        }
+        insert_grant(tx, name, spec, items, actor).await?;
+        report.grants_written += 1;
+    }
+    Ok(report)
+}

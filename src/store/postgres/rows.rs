@@ -1,0 +1,375 @@
+//! The tables and the policy model: the rows as read, the tables as a policy document,
+//! and a grant's items as the rows written for it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
+use toml::Spanned;
+
+use super::{PgStore, StoreError};
+use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PermissionsSpec, PolicyDoc, SourceSpec};
+use crate::policy::{read_plain, Encoding, PermissionPolicy};
+use crate::seal::Keyring;
+
+impl PgStore {
+    /// Converts a grant's items to rows, sealing inline plaintext for its ENV key or FILE
+    /// path. `base` resolves relative `file` values.
+    pub(super) fn item_rows(
+        &self,
+        grant: &str,
+        spec: &GrantSpec,
+        base: Option<&Path>,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let mut rows = Vec::with_capacity(spec.env.len() + spec.files.len());
+        for (key, entry) in &spec.env {
+            let mut row = ItemRow::new(grant, "ENV", key);
+            match entry {
+                EnvSpec::Secret(name) => row.secret = Some(name.clone()),
+                EnvSpec::Inline(source) => self.inline_source(&mut row, source, base)?,
+            }
+            rows.push(row);
+        }
+        for file in &spec.files {
+            let mut row = ItemRow::new(grant, "FILE", &file.path);
+            let inline = SourceSpec {
+                value: file.value.clone(),
+                env: file.env.clone(),
+                file: file.file.clone(),
+                sealed: file.sealed.clone(),
+                template: file.template.clone(),
+            };
+            match &file.secret {
+                Some(name) => row.secret = Some(name.clone()),
+                None => self.inline_source(&mut row, &inline, base)?,
+            }
+            row.encoding = file.encoding.map(|e| match e {
+                Encoding::Utf8 => "utf-8".to_owned(),
+                Encoding::Base64 => "base64".to_owned(),
+            });
+            match (&file.mode, &file.permissions) {
+                (Some(mode), _) => {
+                    row.permissions_policy = Some("AlwaysSet".into());
+                    row.mode = Some(normalise_mode(mode)?);
+                }
+                (None, Some(long)) => {
+                    row.permissions_policy = Some(permission_name(long.policy).into());
+                    row.mode = Some(normalise_mode(&long.mode)?);
+                }
+                (None, None) => {}
+            }
+            (row.owner_policy, row.owner_value) = owner_columns(file.owner.as_ref());
+            (row.group_policy, row.group_value) = owner_columns(file.group.as_ref());
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    fn inline_source(&self, row: &mut ItemRow, source: &SourceSpec, base: Option<&Path>) -> Result<(), StoreError> {
+        if let Some(template) = &source.template {
+            row.template = Some(template.clone());
+        } else if let Some(sealed) = &source.sealed {
+            // Stored under the newest key, like every value written.
+            let plain = self
+                .keyring
+                .open(&row.target, sealed)
+                .map_err(|e| StoreError::Invalid(format!("{} {}: sealed value: {e}", row.kind, row.target)))?;
+            row.sealed = Some(
+                self.keyring
+                    .seal(&row.target, plain.expose())
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            );
+        } else {
+            let plain = read_plain(source, base)
+                .map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?
+                .ok_or_else(|| StoreError::Invalid(format!("{} {}: no value given", row.kind, row.target)))?;
+            row.sealed = Some(
+                self.keyring
+                    .seal(&row.target, plain.expose())
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            );
+        }
+        if let Some(sealed) = &row.sealed {
+            row.key_id = Some(
+                Keyring::key_id(sealed)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(super) struct ItemRow {
+    pub(super) grant_name: String,
+    pub(super) kind: String,
+    pub(super) target: String,
+    pub(super) secret: Option<String>,
+    pub(super) sealed: Option<String>,
+    pub(super) key_id: Option<String>,
+    pub(super) template: Option<String>,
+    pub(super) encoding: Option<String>,
+    pub(super) permissions_policy: Option<String>,
+    pub(super) mode: Option<String>,
+    pub(super) owner_policy: Option<String>,
+    pub(super) owner_value: Option<String>,
+    pub(super) group_policy: Option<String>,
+    pub(super) group_value: Option<String>,
+}
+
+impl ItemRow {
+    fn new(grant: &str, kind: &str, target: &str) -> Self {
+        Self {
+            grant_name: grant.to_owned(),
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            secret: None,
+            sealed: None,
+            key_id: None,
+            template: None,
+            encoding: None,
+            permissions_policy: None,
+            mode: None,
+            owner_policy: None,
+            owner_value: None,
+            group_policy: None,
+            group_value: None,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SecretRow {
+    pub(super) name: String,
+    pub(super) sealed: Option<String>,
+    pub(super) template: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct GrantRow {
+    pub(super) name: String,
+    pub(super) project: String,
+    #[sqlx(rename = "type")]
+    pub(super) kind: String,
+    pub(super) object_id: String,
+}
+
+/// The generation and the whole policy, read in one snapshot.
+pub(super) async fn read_on(conn: &mut PgConnection) -> Result<(i64, PolicyDoc), StoreError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let generation = generation(&mut tx).await?;
+    let doc = read_doc(&mut tx).await?;
+    tx.commit().await?;
+    Ok((generation, doc))
+}
+
+async fn generation(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT generation FROM envoi_policy_state")
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+pub(super) async fn read_rows(
+    conn: &mut PgConnection,
+) -> Result<(Vec<SecretRow>, Vec<GrantRow>, Vec<ItemRow>), StoreError> {
+    let secrets = sqlx::query_as::<_, SecretRow>("SELECT name, sealed, template FROM envoi_secrets ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?;
+    let grants = sqlx::query_as::<_, GrantRow>("SELECT name, project, type, object_id FROM envoi_grants ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?;
+    let items = sqlx::query_as::<_, ItemRow>(
+        "SELECT grant_name, kind, target, secret, sealed, key_id, template, encoding, permissions_policy, mode,
+                owner_policy, owner_value, group_policy, group_value
+         FROM envoi_grant_items ORDER BY grant_name, kind, target",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((secrets, grants, items))
+}
+
+/// The tables as a policy document, the same model the TOML files parse into.
+pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, StoreError> {
+    let (secrets, grants, items) = read_rows(conn).await?;
+    let mut by_grant: HashMap<String, Vec<ItemRow>> = HashMap::new();
+    for item in items {
+        by_grant.entry(item.grant_name.clone()).or_default().push(item);
+    }
+    let secrets = secrets
+        .into_iter()
+        .map(|row| {
+            let spec = SourceSpec {
+                sealed: row.sealed,
+                template: row.template,
+                ..SourceSpec::default()
+            };
+            (row.name, Spanned::new(0..0, spec))
+        })
+        .collect();
+    let grants = grants
+        .into_iter()
+        .map(|row| {
+            let items = by_grant.remove(&row.name).unwrap_or_default();
+            Spanned::new(0..0, grant_spec(row, items))
+        })
+        .collect();
+    Ok(PolicyDoc { secrets, grants })
+}
+
+fn selector_field(value: String) -> Option<String> {
+    (value != "*").then_some(value)
+}
+
+fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
+    let mut spec = GrantSpec {
+        name: Some(row.name),
+        project: selector_field(row.project),
+        kind: selector_field(row.kind),
+        id: selector_field(row.object_id),
+        env: Default::default(),
+        files: Vec::new(),
+    };
+    for item in items {
+        let inline = SourceSpec {
+            sealed: item.sealed,
+            template: item.template,
+            ..SourceSpec::default()
+        };
+        if item.kind == "ENV" {
+            let entry = match item.secret {
+                Some(name) => EnvSpec::Secret(name),
+                None => EnvSpec::Inline(Box::new(inline)),
+            };
+            spec.env.insert(item.target, entry);
+            continue;
+        }
+        let permissions = item
+            .permissions_policy
+            .zip(item.mode)
+            .map(|(policy, mode)| PermissionsSpec {
+                policy: if policy == "KeepOrSet" {
+                    PermissionPolicy::KeepOrSet
+                } else {
+                    PermissionPolicy::AlwaysSet
+                },
+                mode,
+            });
+        spec.files.push(FileSpec {
+            path: item.target,
+            secret: item.secret,
+            value: None,
+            env: None,
+            file: None,
+            sealed: inline.sealed,
+            template: inline.template,
+            encoding: item.encoding.map(|e| {
+                if e == "base64" {
+                    Encoding::Base64
+                } else {
+                    Encoding::Utf8
+                }
+            }),
+            mode: None,
+            permissions,
+            owner: item.owner_policy.map(|policy| OwnerSpec::Long {
+                policy,
+                value: item.owner_value,
+            }),
+            group: item.group_policy.map(|policy| OwnerSpec::Long {
+                policy,
+                value: item.group_value,
+            }),
+        });
+    }
+    spec
+}
+
+fn permission_name(policy: PermissionPolicy) -> &'static str {
+    match policy {
+        PermissionPolicy::AlwaysSet => "AlwaysSet",
+        PermissionPolicy::KeepOrSet => "KeepOrSet",
+    }
+}
+
+fn normalise_mode(mode: &str) -> Result<String, StoreError> {
+    let digits = mode.strip_prefix("0o").unwrap_or(mode);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| !digits.is_empty() && digits.len() <= 4 && *m <= 0o7777)
+        .map(|m| format!("{m:04o}"))
+        .ok_or_else(|| StoreError::Invalid(format!("mode \"{mode}\" is not an octal file mode such as \"0400\"")))
+}
+
+fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) {
+    match owner {
+        None => (None, None),
+        Some(OwnerSpec::Short(value)) => (Some("AlwaysSetExplicit".into()), Some(value.clone())),
+        Some(OwnerSpec::Long { policy, value }) => (Some(policy.clone()), value.clone()),
+    }
+}
+
+/// Turns a constraint violation into a sentence; other errors pass through.
+pub(super) fn constraint_message(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.constraint().is_some() => StoreError::Invalid(format!(
+            "{what}: refused by the database constraint `{}`",
+            db.constraint().unwrap_or_default()
+        )),
+        _ => e.into(),
+    }
+}
+
+pub(super) async fn insert_grant(
+    tx: &mut Transaction<'static, Postgres>,
+    name: &str,
+    grant: &GrantSpec,
+    items: &[ItemRow],
+    actor: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO envoi_grants (name, project, type, object_id, updated_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET project = $2, type = $3, object_id = $4,
+             version = envoi_grants.version + 1, updated_at = now(), updated_by = $5",
+    )
+    .bind(name)
+    .bind(grant.project.as_deref().unwrap_or("*"))
+    .bind(grant.kind.as_deref().unwrap_or("*"))
+    .bind(grant.id.as_deref().unwrap_or("*"))
+    .bind(actor)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| constraint_message(e, &format!("grant `{name}`")))?;
+    sqlx::query("DELETE FROM envoi_grant_items WHERE grant_name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    for item in items {
+        sqlx::query(
+            "INSERT INTO envoi_grant_items (grant_name, kind, target, secret, sealed, key_id, template, encoding,
+                 permissions_policy, mode, owner_policy, owner_value, group_policy, group_value)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&item.grant_name)
+        .bind(&item.kind)
+        .bind(&item.target)
+        .bind(&item.secret)
+        .bind(&item.sealed)
+        .bind(&item.key_id)
+        .bind(&item.template)
+        .bind(&item.encoding)
+        .bind(&item.permissions_policy)
+        .bind(&item.mode)
+        .bind(&item.owner_policy)
+        .bind(&item.owner_value)
+        .bind(&item.group_policy)
+        .bind(&item.group_value)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| constraint_message(e, &format!("grant `{name}`: {} {}", item.kind, item.target)))?;
+    }
+    Ok(())
+}
