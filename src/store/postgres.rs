@@ -8,10 +8,6 @@
 //! policy model and back, `import` makes the tables hold a policy's files, and `sync`
 //! keeps a serving replica's snapshot current.
 
-use secrecy::ExposeSecret;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection as _, PgConnection};
-
 use crate::policy::PolicyError;
 
 mod crud;
@@ -83,18 +79,4 @@ pub fn actor(kind: &str) -> String {
     } else {
         format!("{kind}:{user}@{host}")
     }
-}
-
-/// Checks that a connection can be opened at all (for `envoi check`).
-pub async fn ping(settings: &PgSettings) -> Result<(), StoreError> {
-    let options: PgConnectOptions = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|_| StoreError::Invalid("store.url is not a valid postgres:// URL".into()))?;
-    let conn = tokio::time::timeout(settings.connect_timeout, PgConnection::connect_with(&options))
-        .await
-        .map_err(|_| StoreError::Timeout)??;
-    conn.close().await?;
-    Ok(())
 }
