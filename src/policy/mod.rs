@@ -17,6 +17,7 @@ use std::fmt;
 pub use crate::secret::SecretBytes;
 pub use files::is_policy_file_name;
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
+pub(crate) use load::parse_mode;
 pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
 pub use value::Value;

@@ -16,6 +16,7 @@ use super::model::{PolicyDoc, SourceSpec};
 use super::Policy;
 use crate::seal::Keyring;
 use crate::secret::SecretBytes;
+pub(crate) use attributes::parse_mode;
 use compile::{compile_docs, os_bytes};
 use source::{read_sources, shape_problems, Source};
 

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{PgStore, StoreError};
 use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PermissionsSpec, PolicyDoc, SourceSpec};
-use crate::policy::{read_plain, Encoding, PermissionPolicy};
+use crate::policy::{parse_mode, read_plain, Encoding, PermissionPolicy};
 use crate::seal::Keyring;
 
 impl PgStore {
@@ -47,16 +47,15 @@ impl PgStore {
                 Encoding::Utf8 => "utf-8".to_owned(),
                 Encoding::Base64 => "base64".to_owned(),
             });
-            match (&file.mode, &file.permissions) {
-                (Some(mode), _) => {
-                    row.permissions_policy = Some("AlwaysSet".into());
-                    row.mode = Some(normalise_mode(mode)?);
-                }
-                (None, Some(long)) => {
-                    row.permissions_policy = Some(permission_name(long.policy).into());
-                    row.mode = Some(normalise_mode(&long.mode)?);
-                }
-                (None, None) => {}
+            let permissions = match (&file.mode, &file.permissions) {
+                (Some(mode), _) => Some((PermissionPolicy::AlwaysSet, mode)),
+                (None, Some(long)) => Some((long.policy, &long.mode)),
+                (None, None) => None,
+            };
+            if let Some((policy, mode)) = permissions {
+                let mode = parse_mode(mode).map_err(|e| StoreError::Invalid(format!("FILE {}: {e}", file.path)))?;
+                row.permissions_policy = Some(permission_name(policy).into());
+                row.mode = Some(mode);
             }
             (row.owner_policy, row.owner_value) = owner_columns(file.owner.as_ref());
             (row.group_policy, row.group_value) = owner_columns(file.group.as_ref());
@@ -293,15 +292,6 @@ fn permission_name(policy: PermissionPolicy) -> &'static str {
         PermissionPolicy::AlwaysSet => "AlwaysSet",
         PermissionPolicy::KeepOrSet => "KeepOrSet",
     }
-}
-
-fn normalise_mode(mode: &str) -> Result<String, StoreError> {
-    let digits = mode.strip_prefix("0o").unwrap_or(mode);
-    u32::from_str_radix(digits, 8)
-        .ok()
-        .filter(|m| !digits.is_empty() && digits.len() <= 4 && *m <= 0o7777)
-        .map(|m| format!("{m:04o}"))
-        .ok_or_else(|| StoreError::Invalid(format!("mode \"{mode}\" is not an octal file mode such as \"0400\"")))
 }
 
 fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) {
