@@ -363,14 +363,9 @@ fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     let keyring = settings.keyring()?;
     let path = &settings.store.path;
-    let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| CommandError::Other(format!("cannot list {}: {e}", path.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        files
+    // The files a load reads, with the same checks: what reseal rewrites is what serves.
+    let files = if path.is_dir() {
+        policy::list_policy_folder(path).map_err(PolicyError::new)?
     } else {
         vec![path.clone()]
     };
@@ -430,4 +425,73 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     crate::seal::fill_random(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::Keyring;
+
+    /// A policy folder that holds `policy.toml` (one value sealed under `old`) and the
+    /// config beside it that names `keys`, newest first.
+    fn resealable(dir: &Path, old: &MasterKey, keys: &[&MasterKey]) -> std::path::PathBuf {
+        let sealed = Keyring::new(vec![MasterKey::parse(&old.encode()).unwrap()])
+            .seal("db", b"pw-7f3a")
+            .unwrap();
+        std::fs::create_dir(dir.join("policy")).unwrap();
+        std::fs::write(
+            dir.join("policy/policy.toml"),
+            format!("[secrets.db]\nsealed = \"{sealed}\"\n\n[[grants]]\nproject = \"p\"\nenv = {{ DB = \"db\" }}\n"),
+        )
+        .unwrap();
+        let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.encode().as_str())).collect();
+        let config = dir.join("envoi.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nkind = \"toml\"\npath = \"policy\"\n\n[seal]\nkeys = [{}]\n",
+                keys.join(", ")
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    #[test]
+    fn reseal_passes_over_the_folder_entries_a_load_passes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let config = resealable(dir.path(), &old, &[&new, &old]);
+        // Emacs' lock file: a dangling symlink named like a policy file, but hidden.
+        std::os::unix::fs::symlink("user@host.1234:1700000000", dir.path().join("policy/.#policy.toml")).unwrap();
+
+        reseal(Some(&config)).expect("reseal skips the lock file, as a load does");
+        let text = std::fs::read_to_string(dir.path().join("policy/policy.toml")).unwrap();
+        assert!(text.contains(&format!("envoi:v1:{}:", new.id())), "resealed\n{text}");
+        let only_new = Keyring::new(vec![MasterKey::parse(&new.encode()).unwrap()]);
+        crate::policy::Loader::new(&only_new)
+            .load_path(&dir.path().join("policy"))
+            .expect("the folder loads under the new key alone");
+    }
+
+    #[test]
+    fn reseal_refuses_the_folder_entries_a_load_refuses_in_the_same_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let config = resealable(dir.path(), &old, &[&new, &old]);
+        std::os::unix::fs::symlink("gone.toml", dir.path().join("policy/broken.toml")).unwrap();
+        let before = std::fs::read_to_string(dir.path().join("policy/policy.toml")).unwrap();
+
+        let refused = reseal(Some(&config))
+            .expect_err("a dangling policy file is refused")
+            .to_string();
+        let keyring = Keyring::new(vec![MasterKey::parse(&old.encode()).unwrap()]);
+        let load = crate::policy::Loader::new(&keyring)
+            .load_path(&dir.path().join("policy"))
+            .expect_err("the load refuses it too");
+        assert_eq!(refused, load.to_string());
+        assert!(refused.contains("is a symlink to nothing (dangling)"), "{refused}");
+        let after = std::fs::read_to_string(dir.path().join("policy/policy.toml")).unwrap();
+        assert_eq!(before, after, "nothing rewritten");
+    }
 }
