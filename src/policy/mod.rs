@@ -18,7 +18,7 @@ pub use crate::secret::SecretBytes;
 pub use files::{is_policy_file_name, list_policy_folder};
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 pub(crate) use load::parse_mode;
-pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
+pub use load::{load_path, load_str, one_source, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
 pub use value::Value;
 

@@ -8,8 +8,7 @@ use sqlx::{Postgres, Transaction};
 use super::rows::{constraint_message, insert_grant, read_rows, GrantRow, ItemRow, SecretRow};
 use super::{PgStore, StoreError};
 use crate::policy::model::GrantSpec;
-use crate::policy::read_plain;
-use crate::policy::ParsedFile;
+use crate::policy::{one_source, read_plain, ParsedFile};
 use crate::seal::Keyring;
 
 impl PgStore {
@@ -30,6 +29,7 @@ impl PgStore {
         for file in files {
             for (name, spec) in file.doc.secrets {
                 let spec = spec.into_inner();
+                one_source(&spec).map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
                 let value = if let Some(template) = spec.template {
                     DesiredSecret::Template(template)
                 } else if let Some(sealed) = spec.sealed {
@@ -242,4 +242,68 @@ async fn apply_import(
         report.grants_written += 1;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::postgres::PgSettings;
+
+    /// A store that never connects: `desired` needs none.
+    fn offline_store() -> PgStore {
+        let settings = PgSettings {
+            url: "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+        };
+        PgStore::new(
+            &settings,
+            Arc::new(Keyring::new(vec![crate::seal::MasterKey::generate()])),
+        )
+        .unwrap()
+    }
+
+    fn parsed(text: &str) -> Vec<ParsedFile> {
+        vec![ParsedFile {
+            name: "import.toml".into(),
+            base: None,
+            doc: toml::from_str(text).unwrap(),
+        }]
+    }
+
+    /// The TOML load refuses a value with two sources; an import refuses it too, rather
+    /// than keep one of them.
+    #[tokio::test]
+    async fn an_import_refuses_a_value_with_two_sources_as_the_toml_load_does() {
+        let store = offline_store();
+        for (case, text, names) in [
+            (
+                "a secret",
+                "[secrets.s]\nvalue = \"v\"\ntemplate = \"t\"\n",
+                "secret `s`",
+            ),
+            (
+                "an inline ENV value",
+                "[[grants]]\nenv = { K = { value = \"v\", env = \"HOME\" } }\n",
+                "ENV K",
+            ),
+        ] {
+            let load = crate::policy::load_str("import.toml", text, None).expect_err(case);
+            assert!(load.to_string().contains("(2 given)"), "{case}: {load}");
+            let refused = match store.desired(parsed(text)) {
+                Ok(_) => panic!("{case}: imported with two sources"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                refused.contains(names) && refused.contains("give exactly one of"),
+                "{case}: {refused}"
+            );
+            assert!(refused.contains("(2 given)"), "{case}: {refused}");
+        }
+    }
 }

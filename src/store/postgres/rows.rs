@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{PgStore, StoreError};
 use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec, PermissionsSpec, PolicyDoc, SourceSpec};
-use crate::policy::{parse_mode, read_plain, Encoding, PermissionPolicy};
+use crate::policy::{one_source, parse_mode, read_plain, Encoding, PermissionPolicy};
 use crate::seal::Keyring;
 
 impl PgStore {
@@ -65,6 +65,7 @@ impl PgStore {
     }
 
     fn inline_source(&self, row: &mut ItemRow, source: &SourceSpec, base: Option<&Path>) -> Result<(), StoreError> {
+        one_source(source).map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?;
         if let Some(template) = &source.template {
             row.template = Some(template.clone());
         } else if let Some(sealed) = &source.sealed {
