@@ -337,25 +337,34 @@ fn keygen() -> Result<(), CommandError> {
 }
 
 fn seal(config: Option<&Path>, args: &crate::cli::SealArgs) -> Result<(), CommandError> {
-    use std::io::Read as _;
     init_quiet_logs();
     let settings = Settings::load(config)?;
     let keyring = settings.keyring()?;
-    let mut input = zeroize::Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut input)
+    let input = read_stdin_value(args.raw)
         .map_err(|e| CommandError::Other(format!("cannot read the value from standard input: {e}")))?;
-    if !args.raw && input.last() == Some(&b'\n') {
-        input.pop();
-        if input.last() == Some(&b'\r') {
-            input.pop();
-        }
-    }
     let sealed = keyring
         .seal(&args.name, &input)
         .map_err(|e| CommandError::Other(e.to_string()))?;
     println!("{sealed}");
     Ok(())
+}
+
+/// A value from standard input, without the one line ending (`\n` or `\r\n`) that `echo`
+/// or a heredoc ends it with, unless `raw`: `seal` and `secret put` read values alike.
+pub(crate) fn read_stdin_value(raw: bool) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    read_value_from(std::io::stdin().lock(), raw)
+}
+
+fn read_value_from(mut input: impl std::io::Read, raw: bool) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    input.read_to_end(&mut value)?;
+    if !raw && value.last() == Some(&b'\n') {
+        value.pop();
+        if value.last() == Some(&b'\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
 }
 
 fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
@@ -455,6 +464,23 @@ mod tests {
         )
         .unwrap();
         config
+    }
+
+    #[test]
+    fn a_value_read_from_standard_input_loses_one_line_ending_unless_raw() {
+        for (input, raw, want) in [
+            (&b"pw\n"[..], false, &b"pw"[..]),
+            (b"pw\r\n", false, b"pw"),
+            (b"pw\n\n", false, b"pw\n"),
+            (b"pw\r", false, b"pw\r"),
+            (b"pw", false, b"pw"),
+            (b"\n", false, b""),
+            (b"pw\n", true, b"pw\n"),
+            (b"pw\r\n", true, b"pw\r\n"),
+        ] {
+            let got = read_value_from(input, raw).unwrap();
+            assert_eq!(&got[..], want, "{input:?} (raw: {raw})");
+        }
     }
 
     #[test]

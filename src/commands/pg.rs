@@ -1,6 +1,5 @@
 //! Commands of the Postgres store: `db`, `secret`, `grant`, and `serve` on Postgres.
 
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,25 +169,14 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
 /// A value from a file or standard input; never from the command line, where it would
 /// show in `ps` and shell history.
 fn read_value(file: Option<&Path>, raw: bool) -> Result<zeroize::Zeroizing<Vec<u8>>, CommandError> {
-    let mut value = zeroize::Zeroizing::new(Vec::new());
     match file {
-        Some(path) => {
-            *value =
-                std::fs::read(path).map_err(|e| CommandError::Other(format!("cannot read {}: {e}", path.display())))?;
-        }
+        Some(path) => std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| CommandError::Other(format!("cannot read {}: {e}", path.display()))),
         None => {
-            std::io::stdin()
-                .read_to_end(&mut value)
-                .map_err(|e| CommandError::Other(format!("cannot read standard input: {e}")))?;
-            if !raw && value.last() == Some(&b'\n') {
-                value.pop();
-                if value.last() == Some(&b'\r') {
-                    value.pop();
-                }
-            }
+            super::read_stdin_value(raw).map_err(|e| CommandError::Other(format!("cannot read standard input: {e}")))
         }
     }
-    Ok(value)
 }
 
 fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
