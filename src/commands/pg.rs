@@ -134,13 +134,10 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
             }
             GrantCommand::Ls => {
                 for grant in store.list_grants().await? {
-                    let field = |f: &Option<String>| f.clone().unwrap_or_else(|| "*".into());
+                    let [project, kind, id] = postgres::selector_columns(&grant);
                     println!(
-                        "{}  project={} type={} id={}",
+                        "{}  project={project} type={kind} id={id}",
                         grant.name.as_deref().unwrap_or("-"),
-                        field(&grant.project),
-                        field(&grant.kind),
-                        field(&grant.id)
                     );
                     for (key, entry) in &grant.env {
                         match entry {

@@ -19,6 +19,7 @@ mod sync;
 pub use crud::SecretInfo;
 pub use import::ImportReport;
 pub use pool::{PgSettings, PgStore};
+pub(crate) use rows::selector_columns;
 pub use sync::sync;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Transaction};
 
-use super::rows::{constraint_message, insert_grant, read_rows, GrantRow, ItemRow, SecretRow};
+use super::rows::{constraint_message, insert_grant, read_rows, selector_columns, GrantRow, ItemRow, SecretRow};
 use super::{PgStore, StoreError};
 use crate::policy::model::GrantSpec;
 use crate::policy::{one_source, read_plain, ParsedFile};
@@ -50,12 +50,7 @@ impl PgStore {
                     Some(name) => name.clone(),
                     None => {
                         // Unnamed grants are named after their selector, stable across imports.
-                        let base = format!(
-                            "{}/{}/{}",
-                            grant.project.as_deref().unwrap_or("*"),
-                            grant.kind.as_deref().unwrap_or("*"),
-                            grant.id.as_deref().unwrap_or("*")
-                        );
+                        let base = selector_columns(&grant).join("/");
                         let n = taken.entry(base.clone()).or_insert(0);
                         *n += 1;
                         if *n == 1 {
@@ -225,11 +220,9 @@ async fn apply_import(
     }
     let existing: HashMap<&str, &GrantRow> = grants.iter().map(|g| (g.name.as_str(), g)).collect();
     for (name, (spec, items)) in &desired.grants {
-        let same_selector = existing.get(name.as_str()).is_some_and(|row| {
-            row.project == spec.project.as_deref().unwrap_or("*")
-                && row.kind == spec.kind.as_deref().unwrap_or("*")
-                && row.object_id == spec.id.as_deref().unwrap_or("*")
-        });
+        let same_selector = existing
+            .get(name.as_str())
+            .is_some_and(|row| [&*row.project, &*row.kind, &*row.object_id] == selector_columns(spec));
         let mut want: Vec<&ItemRow> = items.iter().collect();
         want.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
         let have = current_items.get(name).map(Vec::as_slice).unwrap_or_default();

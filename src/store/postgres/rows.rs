@@ -220,8 +220,17 @@ pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, Store
     Ok(PolicyDoc { secrets, grants })
 }
 
-fn selector_field(value: String) -> Option<String> {
-    (value != "*").then_some(value)
+/// What a selector column holds where the policy leaves the field out: any value.
+const ANY: &str = "*";
+
+/// A grant's project, type and id as their columns hold them.
+pub(crate) fn selector_columns(grant: &GrantSpec) -> [&str; 3] {
+    [&grant.project, &grant.kind, &grant.id].map(|field| field.as_deref().unwrap_or(ANY))
+}
+
+/// A selector column as the policy model holds it.
+fn selector_field(column: String) -> Option<String> {
+    (column != ANY).then_some(column)
 }
 
 fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
@@ -321,15 +330,16 @@ pub(super) async fn insert_grant(
     items: &[ItemRow],
     actor: &str,
 ) -> Result<(), StoreError> {
+    let [project, kind, id] = selector_columns(grant);
     sqlx::query(
         "INSERT INTO envoi_grants (name, project, type, object_id, updated_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO UPDATE SET project = $2, type = $3, object_id = $4,
              version = envoi_grants.version + 1, updated_at = now(), updated_by = $5",
     )
     .bind(name)
-    .bind(grant.project.as_deref().unwrap_or("*"))
-    .bind(grant.kind.as_deref().unwrap_or("*"))
-    .bind(grant.id.as_deref().unwrap_or("*"))
+    .bind(project)
+    .bind(kind)
+    .bind(id)
     .bind(actor)
     .execute(&mut **tx)
     .await
