@@ -215,17 +215,17 @@ fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
             group: None,
         };
         for attribute in parts {
+            let unknown = || {
+                CommandError::Other(format!(
+                    "--file `{entry}`: `{attribute}` is not one of mode=, owner=, group=, encoding="
+                ))
+            };
             match attribute.split_once('=') {
                 Some(("mode", mode)) => file.mode = Some(mode.to_owned()),
                 Some(("owner", owner)) => file.owner = Some(OwnerSpec::Short(owner.to_owned())),
                 Some(("group", group)) => file.group = Some(OwnerSpec::Short(group.to_owned())),
-                Some(("encoding", "base64")) => file.encoding = Some(crate::policy::Encoding::Base64),
-                Some(("encoding", "utf-8")) => file.encoding = Some(crate::policy::Encoding::Utf8),
-                _ => {
-                    return Err(CommandError::Other(format!(
-                        "--file `{entry}`: `{attribute}` is not one of mode=, owner=, group=, encoding="
-                    )))
-                }
+                Some(("encoding", encoding)) => file.encoding = Some(encoding.parse().map_err(|_| unknown())?),
+                _ => return Err(unknown()),
             }
         }
         spec.files.push(file);

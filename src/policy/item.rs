@@ -55,6 +55,30 @@ pub enum Encoding {
     Base64,
 }
 
+impl Encoding {
+    const ALL: [Self; 2] = [Self::Utf8, Self::Base64];
+
+    /// The name the policy, the wire and the Postgres column give it (serde's renames
+    /// above spell the same; a test holds them together).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf-8",
+            Self::Base64 => "base64",
+        }
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+    /// The error never quotes `name`: it may be a value pasted in the wrong place.
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == name)
+            .ok_or_else(|| "encoding must be \"utf-8\" or \"base64\"".to_owned())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "policy")]
 pub enum Ownership {
@@ -74,6 +98,29 @@ pub struct Permissions {
 pub enum PermissionPolicy {
     AlwaysSet,
     KeepOrSet,
+}
+
+impl PermissionPolicy {
+    const ALL: [Self; 2] = [Self::AlwaysSet, Self::KeepOrSet];
+
+    /// The name the policy, the wire and the Postgres column give it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AlwaysSet => "AlwaysSet",
+            Self::KeepOrSet => "KeepOrSet",
+        }
+    }
+}
+
+impl std::str::FromStr for PermissionPolicy {
+    type Err = String;
+    /// The error never quotes `name`: it may be a value pasted in the wrong place.
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"".to_owned())
+    }
 }
 
 /// The attributes a FILE item may carry besides its data.
@@ -327,4 +374,26 @@ struct FileWire<'a> {
     group: Option<&'a Ownership>,
     #[serde(skip_serializing_if = "Option::is_none")]
     permissions: Option<&'a Permissions>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_attribute_enum_has_one_spelling_for_serde_and_for_its_column() {
+        for encoding in Encoding::ALL {
+            let name = encoding.as_str();
+            assert_eq!(serde_json::to_value(encoding).unwrap(), name, "{encoding:?}");
+            assert_eq!(serde_json::from_value::<Encoding>(name.into()).unwrap(), encoding);
+            assert_eq!(name.parse::<Encoding>(), Ok(encoding));
+        }
+        for policy in PermissionPolicy::ALL {
+            let name = policy.as_str();
+            assert_eq!(serde_json::to_value(policy).unwrap(), name, "{policy:?}");
+            assert_eq!(name.parse::<PermissionPolicy>(), Ok(policy));
+        }
+        assert!("UTF-8".parse::<Encoding>().is_err());
+        assert!("alwaysset".parse::<PermissionPolicy>().is_err());
+    }
 }

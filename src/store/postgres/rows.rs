@@ -23,7 +23,7 @@ impl PgStore {
     ) -> Result<Vec<ItemRow>, StoreError> {
         let mut rows = Vec::with_capacity(spec.env.len() + spec.files.len());
         for (key, entry) in &spec.env {
-            let mut row = ItemRow::new(grant, "ENV", key);
+            let mut row = ItemRow::new(grant, ENV, key);
             match entry {
                 EnvSpec::Secret(name) => row.secret = Some(name.clone()),
                 EnvSpec::Inline(source) => self.inline_source(&mut row, source, base)?,
@@ -31,7 +31,7 @@ impl PgStore {
             rows.push(row);
         }
         for file in &spec.files {
-            let mut row = ItemRow::new(grant, "FILE", &file.path);
+            let mut row = ItemRow::new(grant, FILE, &file.path);
             let inline = SourceSpec {
                 value: file.value.clone(),
                 env: file.env.clone(),
@@ -43,18 +43,16 @@ impl PgStore {
                 Some(name) => row.secret = Some(name.clone()),
                 None => self.inline_source(&mut row, &inline, base)?,
             }
-            row.encoding = file.encoding.map(|e| match e {
-                Encoding::Utf8 => "utf-8".to_owned(),
-                Encoding::Base64 => "base64".to_owned(),
-            });
+            row.encoding = file.encoding.map(|e| e.as_str().to_owned());
             let permissions = match (&file.mode, &file.permissions) {
                 (Some(mode), _) => Some((PermissionPolicy::AlwaysSet, mode)),
                 (None, Some(long)) => Some((long.policy, &long.mode)),
                 (None, None) => None,
             };
             if let Some((policy, mode)) = permissions {
-                let mode = parse_mode(mode).map_err(|e| StoreError::Invalid(format!("FILE {}: {e}", file.path)))?;
-                row.permissions_policy = Some(permission_name(policy).into());
+                let mode =
+                    parse_mode(mode).map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?;
+                row.permissions_policy = Some(policy.as_str().to_owned());
                 row.mode = Some(mode);
             }
             (row.owner_policy, row.owner_value) = owner_columns(file.owner.as_ref());
@@ -214,9 +212,9 @@ pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, Store
         .into_iter()
         .map(|row| {
             let items = by_grant.remove(&row.name).unwrap_or_default();
-            Spanned::new(0..0, grant_spec(row, items))
+            grant_spec(row, items).map(|spec| Spanned::new(0..0, spec))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(PolicyDoc { secrets, grants })
 }
 
@@ -233,7 +231,22 @@ fn selector_field(column: String) -> Option<String> {
     (column != ANY).then_some(column)
 }
 
-fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
+/// The `kind` column of an item row.
+const ENV: &str = "ENV";
+const FILE: &str = "FILE";
+
+/// A column that names an enum's variant, read back; the table's CHECK constraints keep
+/// it one of the names the enum writes.
+fn named<T: std::str::FromStr<Err = String>>(item: &ItemRow, column: &Option<String>) -> Result<Option<T>, StoreError> {
+    column.as_deref().map(str::parse).transpose().map_err(|e| {
+        StoreError::Invalid(format!(
+            "grant `{}`: {} {}: {e}",
+            item.grant_name, item.kind, item.target
+        ))
+    })
+}
+
+fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> Result<GrantSpec, StoreError> {
     let mut spec = GrantSpec {
         name: Some(row.name),
         project: selector_field(row.project),
@@ -243,12 +256,14 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
         files: Vec::new(),
     };
     for item in items {
+        let policy: Option<PermissionPolicy> = named(&item, &item.permissions_policy)?;
+        let encoding: Option<Encoding> = named(&item, &item.encoding)?;
         let inline = SourceSpec {
             sealed: item.sealed,
             template: item.template,
             ..SourceSpec::default()
         };
-        if item.kind == "ENV" {
+        if item.kind == ENV {
             let entry = match item.secret {
                 Some(name) => EnvSpec::Secret(name),
                 None => EnvSpec::Inline(Box::new(inline)),
@@ -256,17 +271,9 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
             spec.env.insert(item.target, entry);
             continue;
         }
-        let permissions = item
-            .permissions_policy
+        let permissions = policy
             .zip(item.mode)
-            .map(|(policy, mode)| PermissionsSpec {
-                policy: if policy == "KeepOrSet" {
-                    PermissionPolicy::KeepOrSet
-                } else {
-                    PermissionPolicy::AlwaysSet
-                },
-                mode,
-            });
+            .map(|(policy, mode)| PermissionsSpec { policy, mode });
         spec.files.push(FileSpec {
             path: item.target,
             secret: item.secret,
@@ -275,13 +282,7 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
             file: None,
             sealed: inline.sealed,
             template: inline.template,
-            encoding: item.encoding.map(|e| {
-                if e == "base64" {
-                    Encoding::Base64
-                } else {
-                    Encoding::Utf8
-                }
-            }),
+            encoding,
             mode: None,
             permissions,
             owner: item.owner_policy.map(|policy| OwnerSpec::Long {
@@ -294,14 +295,7 @@ fn grant_spec(row: GrantRow, items: Vec<ItemRow>) -> GrantSpec {
             }),
         });
     }
-    spec
-}
-
-fn permission_name(policy: PermissionPolicy) -> &'static str {
-    match policy {
-        PermissionPolicy::AlwaysSet => "AlwaysSet",
-        PermissionPolicy::KeepOrSet => "KeepOrSet",
-    }
+    Ok(spec)
 }
 
 fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) {
