@@ -55,30 +55,6 @@ pub enum Encoding {
     Base64,
 }
 
-impl Encoding {
-    const ALL: [Self; 2] = [Self::Utf8, Self::Base64];
-
-    /// The name the policy, the wire and the Postgres column give it (serde's renames
-    /// above spell the same; a test holds them together).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Utf8 => "utf-8",
-            Self::Base64 => "base64",
-        }
-    }
-}
-
-impl std::str::FromStr for Encoding {
-    type Err = String;
-    /// The error never quotes `name`: it may be a value pasted in the wrong place.
-    fn from_str(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|e| e.as_str() == name)
-            .ok_or_else(|| "encoding must be \"utf-8\" or \"base64\"".to_owned())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "policy")]
 pub enum Ownership {
@@ -100,28 +76,44 @@ pub enum PermissionPolicy {
     KeepOrSet,
 }
 
-impl PermissionPolicy {
-    const ALL: [Self; 2] = [Self::AlwaysSet, Self::KeepOrSet];
-
-    /// The name the policy, the wire and the Postgres column give it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::AlwaysSet => "AlwaysSet",
-            Self::KeepOrSet => "KeepOrSet",
+/// `as_str` and `FromStr` from one table of names, so that what is written (to a column,
+/// say) and what is read back cannot disagree. A refusal never quotes the text: it may
+/// be a value pasted in the wrong place.
+macro_rules! spelled {
+    ($enum:ident, $refusal:literal, $($variant:ident = $name:literal),+ $(,)?) => {
+        impl $enum {
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
         }
-    }
+
+        impl std::str::FromStr for $enum {
+            type Err = String;
+            fn from_str(name: &str) -> Result<Self, String> {
+                match name {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err($refusal.to_owned()),
+                }
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for PermissionPolicy {
-    type Err = String;
-    /// The error never quotes `name`: it may be a value pasted in the wrong place.
-    fn from_str(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"".to_owned())
-    }
-}
+// serde's renames on `Encoding` spell the same names; a test holds them together.
+spelled!(
+    Encoding,
+    "encoding must be \"utf-8\" or \"base64\"",
+    Utf8 = "utf-8",
+    Base64 = "base64"
+);
+spelled!(
+    PermissionPolicy,
+    "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"",
+    AlwaysSet = "AlwaysSet",
+    KeepOrSet = "KeepOrSet",
+);
 
 /// The attributes a FILE item may carry besides its data.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -382,13 +374,13 @@ mod tests {
 
     #[test]
     fn each_attribute_enum_has_one_spelling_for_serde_and_for_its_column() {
-        for encoding in Encoding::ALL {
+        for encoding in [Encoding::Utf8, Encoding::Base64] {
             let name = encoding.as_str();
             assert_eq!(serde_json::to_value(encoding).unwrap(), name, "{encoding:?}");
             assert_eq!(serde_json::from_value::<Encoding>(name.into()).unwrap(), encoding);
             assert_eq!(name.parse::<Encoding>(), Ok(encoding));
         }
-        for policy in PermissionPolicy::ALL {
+        for policy in [PermissionPolicy::AlwaysSet, PermissionPolicy::KeepOrSet] {
             let name = policy.as_str();
             assert_eq!(serde_json::to_value(policy).unwrap(), name, "{policy:?}");
             assert_eq!(name.parse::<PermissionPolicy>(), Ok(policy));

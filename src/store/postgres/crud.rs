@@ -2,41 +2,17 @@
 
 use toml::Spanned;
 
-use super::rows::{constraint_message, insert_grant};
+use super::rows::{insert_grant, upsert_secret, Sealed};
 use super::{PgStore, StoreError};
 use crate::policy::model::GrantSpec;
-use crate::seal::Keyring;
 
 impl PgStore {
     /// Seals `plaintext` for `name` and stores it; returns the new version.
     pub async fn put_secret(&self, name: &str, plaintext: &[u8], actor: &str) -> Result<i32, StoreError> {
-        let sealed = self
-            .keyring
-            .seal(name, plaintext)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let key_id = Keyring::key_id(&sealed)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
-            .to_owned();
+        let sealed = Sealed::new(&self.keyring, name, plaintext)?;
         let (name, actor) = (name.to_owned(), actor.to_owned());
-        self.change(move |tx| {
-            Box::pin(async move {
-                let version: i32 = sqlx::query_scalar(
-                    "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by) VALUES ($1, $2, $3, NULL, $4)
-                     ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = NULL,
-                         version = envoi_secrets.version + 1, updated_at = now(), updated_by = $4
-                     RETURNING version",
-                )
-                .bind(&name)
-                .bind(&sealed)
-                .bind(&key_id)
-                .bind(&actor)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(|e| constraint_message(e, &format!("secret `{name}`")))?;
-                Ok(version)
-            })
-        })
-        .await
+        self.change(move |tx| Box::pin(async move { upsert_secret(tx, &name, Some(&sealed), None, &actor).await }))
+            .await
     }
 
     /// Removes a secret; refused while a grant or template still names it, naming them.

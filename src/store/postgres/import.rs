@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Transaction};
 
-use super::rows::{constraint_message, insert_grant, read_rows, selector_columns, GrantRow, ItemRow, SecretRow};
+use super::rows::{insert_grant, read_rows, selector_columns, upsert_secret, GrantRow, ItemRow, Sealed, SecretRow};
 use super::{PgStore, StoreError};
 use crate::policy::model::GrantSpec;
 use crate::policy::{one_source, read_plain, ParsedFile};
@@ -158,50 +158,16 @@ async fn apply_import(
             continue;
         }
         let (sealed, template) = match want {
-            DesiredSecret::Template(t) => (None, Some(t.clone())),
+            DesiredSecret::Template(template) => (None, Some(template.as_str())),
             DesiredSecret::Sealed(s) => {
                 let plain = keyring
                     .open(name, s)
                     .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
-                (
-                    Some(
-                        keyring
-                            .seal(name, plain.expose())
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    ),
-                    None,
-                )
+                (Some(Sealed::new(keyring, name, plain.expose())?), None)
             }
-            DesiredSecret::Plain(plain) => (
-                Some(
-                    keyring
-                        .seal(name, plain.expose())
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                ),
-                None,
-            ),
+            DesiredSecret::Plain(plain) => (Some(Sealed::new(keyring, name, plain.expose())?), None),
         };
-        let key_id = match &sealed {
-            Some(s) => Some(
-                Keyring::key_id(s)
-                    .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        sqlx::query(
-            "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = $4,
-                 version = envoi_secrets.version + 1, updated_at = now(), updated_by = $5",
-        )
-        .bind(name)
-        .bind(&sealed)
-        .bind(&key_id)
-        .bind(&template)
-        .bind(actor)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| constraint_message(e, &format!("secret `{name}`")))?;
+        upsert_secret(tx, name, sealed.as_ref(), template, actor).await?;
         report.secrets_written += 1;
     }
 

@@ -63,42 +63,29 @@ impl PgStore {
     }
 
     fn inline_source(&self, row: &mut ItemRow, source: &SourceSpec, base: Option<&Path>) -> Result<(), StoreError> {
-        one_source(source).map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?;
-        if let Some(template) = &source.template {
-            row.template = Some(template.clone());
-        } else if let Some(sealed) = &source.sealed {
+        let refused = |e: String| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target));
+        one_source(source).map_err(refused)?;
+        let plain = match (&source.template, &source.sealed) {
+            (Some(template), _) => {
+                row.template = Some(template.clone());
+                return Ok(());
+            }
             // Stored under the newest key, like every value written.
-            let plain = self
+            (None, Some(sealed)) => self
                 .keyring
                 .open(&row.target, sealed)
-                .map_err(|e| StoreError::Invalid(format!("{} {}: sealed value: {e}", row.kind, row.target)))?;
-            row.sealed = Some(
-                self.keyring
-                    .seal(&row.target, plain.expose())
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-            );
-        } else {
-            let plain = read_plain(source, base)
-                .map_err(|e| StoreError::Invalid(format!("{} {}: {e}", row.kind, row.target)))?
-                .ok_or_else(|| StoreError::Invalid(format!("{} {}: no value given", row.kind, row.target)))?;
-            row.sealed = Some(
-                self.keyring
-                    .seal(&row.target, plain.expose())
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-            );
-        }
-        if let Some(sealed) = &row.sealed {
-            row.key_id = Some(
-                Keyring::key_id(sealed)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?
-                    .to_owned(),
-            );
-        }
+                .map_err(|e| refused(format!("sealed value: {e}")))?,
+            (None, None) => read_plain(source, base)
+                .map_err(refused)?
+                .ok_or_else(|| refused("no value given".into()))?,
+        };
+        let sealed = Sealed::new(&self.keyring, &row.target, plain.expose())?;
+        (row.sealed, row.key_id) = (Some(sealed.text), Some(sealed.key_id));
         Ok(())
     }
 }
 
-#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub(super) struct ItemRow {
     pub(super) grant_name: String,
     pub(super) kind: String,
@@ -122,17 +109,7 @@ impl ItemRow {
             grant_name: grant.to_owned(),
             kind: kind.to_owned(),
             target: target.to_owned(),
-            secret: None,
-            sealed: None,
-            key_id: None,
-            template: None,
-            encoding: None,
-            permissions_policy: None,
-            mode: None,
-            owner_policy: None,
-            owner_value: None,
-            group_policy: None,
-            group_value: None,
+            ..Self::default()
         }
     }
 }
@@ -304,6 +281,46 @@ fn owner_columns(owner: Option<&OwnerSpec>) -> (Option<String>, Option<String>) 
         Some(OwnerSpec::Short(value)) => (Some("AlwaysSetExplicit".into()), Some(value.clone())),
         Some(OwnerSpec::Long { policy, value }) => (Some(policy.clone()), value.clone()),
     }
+}
+
+/// A value as the tables hold it: sealed for its name under the newest key, with that
+/// key's id beside it.
+pub(super) struct Sealed {
+    pub(super) text: String,
+    pub(super) key_id: String,
+}
+
+impl Sealed {
+    pub(super) fn new(keyring: &Keyring, name: &str, plain: &[u8]) -> Result<Self, StoreError> {
+        let invalid = |e: crate::seal::SealError| StoreError::Invalid(e.to_string());
+        let text = keyring.seal(name, plain).map_err(invalid)?;
+        let key_id = Keyring::key_id(&text).map_err(invalid)?.to_owned();
+        Ok(Self { text, key_id })
+    }
+}
+
+/// Writes secret `name`, a sealed value or a template, and returns its version.
+pub(super) async fn upsert_secret(
+    tx: &mut Transaction<'static, Postgres>,
+    name: &str,
+    sealed: Option<&Sealed>,
+    template: Option<&str>,
+    actor: &str,
+) -> Result<i32, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = $4,
+             version = envoi_secrets.version + 1, updated_at = now(), updated_by = $5
+         RETURNING version",
+    )
+    .bind(name)
+    .bind(sealed.map(|s| &s.text))
+    .bind(sealed.map(|s| &s.key_id))
+    .bind(template)
+    .bind(actor)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| constraint_message(e, &format!("secret `{name}`")))
 }
 
 /// Turns a constraint violation into a sentence; other errors pass through.
