@@ -233,20 +233,11 @@ fn keygen() -> Result<(), CommandError> {
 }
 
 fn seal(config: Option<&Path>, args: &crate::cli::SealArgs) -> Result<(), CommandError> {
-    use std::io::Read as _;
     init_quiet_logs();
     let settings = Settings::load(config)?;
     let keyring = settings.keyring()?;
-    let mut input = zeroize::Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut input)
+    let input = read_stdin_value(args.raw)
         .map_err(|e| CommandError::Other(format!("cannot read the value from standard input: {e}")))?;
-    if !args.raw && input.last() == Some(&b'\n') {
-        input.pop();
-        if input.last() == Some(&b'\r') {
-            input.pop();
-        }
-    }
     let sealed = keyring
         .seal(&args.name, &input)
         .map_err(|e| CommandError::Other(e.to_string()))?;
@@ -254,19 +245,32 @@ fn seal(config: Option<&Path>, args: &crate::cli::SealArgs) -> Result<(), Comman
     Ok(())
 }
 
+/// A value from standard input, without the one line ending (`\n` or `\r\n`) that `echo`
+/// or a heredoc ends it with, unless `raw`: `seal` and `secret put` read values alike.
+pub(crate) fn read_stdin_value(raw: bool) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    read_value_from(std::io::stdin().lock(), raw)
+}
+
+fn read_value_from(mut input: impl std::io::Read, raw: bool) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    input.read_to_end(&mut value)?;
+    if !raw && value.last() == Some(&b'\n') {
+        value.pop();
+        if value.last() == Some(&b'\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
+}
+
 fn reseal(config: Option<&Path>) -> Result<(), CommandError> {
     init_quiet_logs();
     let settings = Settings::load(config)?;
     let keyring = settings.keyring()?;
     let path = &settings.store.path;
-    let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| CommandError::Other(format!("cannot list {}: {e}", path.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        files
+    // The files a load reads, with the same checks: what reseal rewrites is what serves.
+    let files = if path.is_dir() {
+        policy::list_policy_folder(path).map_err(PolicyError::new)?
     } else {
         vec![path.clone()]
     };
@@ -327,3 +331,6 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     crate::seal::fill_random(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests;

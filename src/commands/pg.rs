@@ -1,6 +1,5 @@
 //! Commands of the Postgres store: `db`, `secret`, `grant`, and `serve` on Postgres.
 
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,13 +132,10 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
             }
             GrantCommand::Ls => {
                 for grant in store.list_grants().await? {
-                    let field = |f: &Option<String>| f.clone().unwrap_or_else(|| "*".into());
+                    let [project, kind, id] = postgres::selector_columns(&grant);
                     println!(
-                        "{}  project={} type={} id={}",
+                        "{}  project={project} type={kind} id={id}",
                         grant.name.as_deref().unwrap_or("-"),
-                        field(&grant.project),
-                        field(&grant.kind),
-                        field(&grant.id)
                     );
                     for (key, entry) in &grant.env {
                         match entry {
@@ -168,25 +164,14 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
 /// A value from a file or standard input; never from the command line, where it would
 /// show in `ps` and shell history.
 fn read_value(file: Option<&Path>, raw: bool) -> Result<zeroize::Zeroizing<Vec<u8>>, CommandError> {
-    let mut value = zeroize::Zeroizing::new(Vec::new());
     match file {
-        Some(path) => {
-            *value =
-                std::fs::read(path).map_err(|e| CommandError::Other(format!("cannot read {}: {e}", path.display())))?;
-        }
+        Some(path) => std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| CommandError::Other(format!("cannot read {}: {e}", path.display()))),
         None => {
-            std::io::stdin()
-                .read_to_end(&mut value)
-                .map_err(|e| CommandError::Other(format!("cannot read standard input: {e}")))?;
-            if !raw && value.last() == Some(&b'\n') {
-                value.pop();
-                if value.last() == Some(&b'\r') {
-                    value.pop();
-                }
-            }
+            super::read_stdin_value(raw).map_err(|e| CommandError::Other(format!("cannot read standard input: {e}")))
         }
     }
-    Ok(value)
 }
 
 fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
@@ -228,17 +213,17 @@ fn grant_spec(args: GrantAddArgs) -> Result<GrantSpec, CommandError> {
             group: None,
         };
         for attribute in parts {
+            let unknown = || {
+                CommandError::Other(format!(
+                    "--file `{entry}`: `{attribute}` is not one of mode=, owner=, group=, encoding="
+                ))
+            };
             match attribute.split_once('=') {
                 Some(("mode", mode)) => file.mode = Some(mode.to_owned()),
                 Some(("owner", owner)) => file.owner = Some(OwnerSpec::Short(owner.to_owned())),
                 Some(("group", group)) => file.group = Some(OwnerSpec::Short(group.to_owned())),
-                Some(("encoding", "base64")) => file.encoding = Some(crate::policy::Encoding::Base64),
-                Some(("encoding", "utf-8")) => file.encoding = Some(crate::policy::Encoding::Utf8),
-                _ => {
-                    return Err(CommandError::Other(format!(
-                        "--file `{entry}`: `{attribute}` is not one of mode=, owner=, group=, encoding="
-                    )))
-                }
+                Some(("encoding", encoding)) => file.encoding = Some(encoding.parse().map_err(|_| unknown())?),
+                _ => return Err(unknown()),
             }
         }
         spec.files.push(file);

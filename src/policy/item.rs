@@ -76,6 +76,45 @@ pub enum PermissionPolicy {
     KeepOrSet,
 }
 
+/// `as_str` and `FromStr` from one table of names, so that what is written (to a column,
+/// say) and what is read back cannot disagree. A refusal never quotes the text: it may
+/// be a value pasted in the wrong place.
+macro_rules! spelled {
+    ($enum:ident, $refusal:literal, $($variant:ident = $name:literal),+ $(,)?) => {
+        impl $enum {
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $enum {
+            type Err = String;
+            fn from_str(name: &str) -> Result<Self, String> {
+                match name {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err($refusal.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+// serde's renames on `Encoding` spell the same names; a test holds them together.
+spelled!(
+    Encoding,
+    "encoding must be \"utf-8\" or \"base64\"",
+    Utf8 = "utf-8",
+    Base64 = "base64"
+);
+spelled!(
+    PermissionPolicy,
+    "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"",
+    AlwaysSet = "AlwaysSet",
+    KeepOrSet = "KeepOrSet",
+);
+
 /// The attributes a FILE item may carry besides its data.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileAttributes {
@@ -327,4 +366,26 @@ struct FileWire<'a> {
     group: Option<&'a Ownership>,
     #[serde(skip_serializing_if = "Option::is_none")]
     permissions: Option<&'a Permissions>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_attribute_enum_has_one_spelling_for_serde_and_for_its_column() {
+        for encoding in [Encoding::Utf8, Encoding::Base64] {
+            let name = encoding.as_str();
+            assert_eq!(serde_json::to_value(encoding).unwrap(), name, "{encoding:?}");
+            assert_eq!(serde_json::from_value::<Encoding>(name.into()).unwrap(), encoding);
+            assert_eq!(name.parse::<Encoding>(), Ok(encoding));
+        }
+        for policy in [PermissionPolicy::AlwaysSet, PermissionPolicy::KeepOrSet] {
+            let name = policy.as_str();
+            assert_eq!(serde_json::to_value(policy).unwrap(), name, "{policy:?}");
+            assert_eq!(name.parse::<PermissionPolicy>(), Ok(policy));
+        }
+        assert!("UTF-8".parse::<Encoding>().is_err());
+        assert!("alwaysset".parse::<PermissionPolicy>().is_err());
+    }
 }

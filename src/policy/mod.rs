@@ -15,9 +15,10 @@ use ahash::{HashMap, HashMapExt as _};
 use std::fmt;
 
 pub use crate::secret::SecretBytes;
-pub use files::is_policy_file_name;
+pub use files::{is_policy_file_name, list_policy_folder};
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
-pub use load::{load_path, load_str, parse_path, read_plain, Loader, ParsedFile, PolicyError};
+pub(crate) use load::parse_mode;
+pub use load::{load_path, load_str, one_source, parse_path, read_plain, Loader, ParsedFile, PolicyError};
 pub use selector::{Pattern, Selector, Specificity};
 pub use value::Value;
 

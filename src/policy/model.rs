@@ -120,13 +120,7 @@ pub struct PermissionsSpec {
 
 impl<'de> Deserialize<'de> for PermissionPolicy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "AlwaysSet" => Ok(Self::AlwaysSet),
-            "KeepOrSet" => Ok(Self::KeepOrSet),
-            _ => Err(de::Error::custom(
-                "permissions policy must be \"AlwaysSet\" or \"KeepOrSet\"",
-            )),
-        }
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
     }
 }
 

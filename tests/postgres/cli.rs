@@ -355,6 +355,43 @@ fn refusals_give_the_toml_store_messages() {
     assert_eq!(db.int("SELECT count(*) FROM envoi_grants WHERE name = 'd'"), 0);
 }
 
+/// A mode a TOML policy may not give, `grant add` may not give either, in the same words:
+/// one parser reads both (the Postgres path once took `+400` for `0400`).
+#[test]
+fn grant_add_refuses_every_mode_a_toml_policy_refuses() {
+    let Some((db, env)) = migrated("grant_add_refuses_every_mode_a_toml_policy_refuses") else {
+        return;
+    };
+    env.put("s1", "value-one");
+    env.toml_config("toml.toml", "modes.toml");
+    for mode in ["+400", "0o+400", "0999", "12345", "rw-r--r--", ""] {
+        let refusal = format!("mode \"{mode}\" is not an octal file mode");
+        env.write(
+            "modes.toml",
+            format!(
+                "[secrets.s1]\nvalue = \"v\"\n[[grants]]\nname = \"d\"\nproject = \"q\"\n\
+                 [[grants.files]]\npath = \"/etc/y\"\nsecret = \"s1\"\nmode = \"{mode}\"\n"
+            ),
+        );
+        let toml = env.run(&["--config", "toml.toml", "check"], b"");
+        assert!(
+            toml.code != Some(0) && toml.stderr.contains(&refusal),
+            "mode {mode:?}: the TOML store should refuse it\n{toml}"
+        );
+        let file = format!("/etc/y=s1,mode={mode}");
+        let postgres = env.envoi(&["grant", "add", "d", "--project", "q", "--file", &file], b"");
+        assert!(
+            postgres.code != Some(0) && postgres.stderr.contains(&refusal),
+            "mode {mode:?}: `grant add` should refuse it as the TOML store does\n{postgres}"
+        );
+        assert_eq!(
+            db.int("SELECT count(*) FROM envoi_grants"),
+            0,
+            "mode {mode:?}: nothing written"
+        );
+    }
+}
+
 /// Asserts that `sql` is refused by a CHECK (23514) or foreign key (23503) constraint.
 #[track_caller]
 fn refused(db: &Db, sql: &str) {

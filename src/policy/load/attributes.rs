@@ -5,8 +5,9 @@ use super::super::item::{FileAttributes, Ownership, PermissionPolicy, Permission
 use super::super::model::{FileSpec, OwnerSpec};
 use super::compile::Compiler;
 
-/// `"0400"`, `"400"` or `"0o400"` → `"0400"`.
-pub(super) fn parse_mode(mode: &str) -> Result<String, String> {
+/// `"0400"`, `"400"` or `"0o400"` → `"0400"`. The one reading of a mode: the TOML and
+/// the Postgres stores both take it through here, so that they accept the same modes.
+pub(crate) fn parse_mode(mode: &str) -> Result<String, String> {
     let digits = mode.strip_prefix("0o").unwrap_or(mode);
     if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(format!("mode \"{mode}\" is not an octal file mode such as \"0400\""));

@@ -13,7 +13,7 @@ use super::super::value::Value;
 use super::super::{Grant, Policy};
 use super::conflicts::find_conflicts;
 use super::source::Source;
-use super::{no_grants, read_plain_seen, PolicyError, MAX_TEMPLATE_DEPTH, MAX_VALUE_BYTES};
+use super::{no_grants, one_source, read_plain_seen, PolicyError, MAX_TEMPLATE_DEPTH, MAX_VALUE_BYTES};
 use crate::seal::Keyring;
 use crate::secret::SecretBytes;
 
@@ -266,20 +266,8 @@ impl Compiler<'_> {
         raw: &SourceSpec,
         stack: &mut Vec<String>,
     ) -> Option<Value> {
-        let given = [
-            raw.value.is_some(),
-            raw.env.is_some(),
-            raw.file.is_some(),
-            raw.sealed.is_some(),
-            raw.template.is_some(),
-        ]
-        .iter()
-        .filter(|g| **g)
-        .count();
-        if given != 1 {
-            self.problems.push(format!(
-                "{what}: give exactly one of `value`, `env`, `file`, `sealed`, `template` ({given} given)"
-            ));
+        if let Err(problem) = one_source(raw) {
+            self.problems.push(format!("{what}: {problem}"));
             return None;
         }
         if let Some(file) = &raw.file {

@@ -9,6 +9,7 @@ use super::super::selector::{Pattern, Selector};
 use super::super::value::Value;
 use super::super::{Grant, Location};
 use super::compile::Compiler;
+use super::sources_given;
 
 impl Compiler<'_> {
     pub(super) fn grant(&mut self, source: usize, location: Location, raw: GrantSpec) -> Option<Grant> {
@@ -75,15 +76,7 @@ impl Compiler<'_> {
                 sealed: file.sealed,
                 template: file.template,
             };
-            let has_inline = [
-                &inline.value,
-                &inline.env,
-                &inline.file,
-                &inline.sealed,
-                &inline.template,
-            ]
-            .iter()
-            .any(|v| v.is_some());
+            let has_inline = sources_given(&inline) > 0;
             let shared = file.secret.is_some();
             let (origin, value) = match (file.secret, has_inline) {
                 (Some(name), false) => (

@@ -16,6 +16,7 @@ use super::model::{PolicyDoc, SourceSpec};
 use super::Policy;
 use crate::seal::Keyring;
 use crate::secret::SecretBytes;
+pub(crate) use attributes::parse_mode;
 use compile::{compile_docs, os_bytes};
 use source::{read_sources, shape_problems, Source};
 
@@ -78,6 +79,31 @@ pub const MAX_TEMPLATE_DEPTH: usize = 32;
 /// The largest value envoi serves (1 MiB): a bound on what a `file` read or a template
 /// expansion may cost.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// How many of `value`, `env`, `file`, `sealed` and `template` a source gives.
+pub(crate) fn sources_given(spec: &SourceSpec) -> usize {
+    [
+        spec.value.is_some(),
+        spec.env.is_some(),
+        spec.file.is_some(),
+        spec.sealed.is_some(),
+        spec.template.is_some(),
+    ]
+    .iter()
+    .filter(|given| **given)
+    .count()
+}
+
+/// Refuses a source that gives none or several of the five: the TOML and the Postgres
+/// stores both hold a value to exactly one, through here.
+pub fn one_source(spec: &SourceSpec) -> Result<(), String> {
+    match sources_given(spec) {
+        1 => Ok(()),
+        given => Err(format!(
+            "give exactly one of `value`, `env`, `file`, `sealed`, `template` ({given} given)"
+        )),
+    }
+}
 
 /// Reads a `value`, `env` or `file` source; `None` for `sealed` and `template`, which
 /// need a keyring or other secrets. Relative files are resolved against `base`. Every

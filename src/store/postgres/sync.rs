@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{read_on, PgStore, StoreError};
+use super::rows::read_on;
+use super::{PgStore, StoreError};
 use crate::policy::Policy;
 use crate::store::PolicyHolder;
 

@@ -1,0 +1,165 @@
+//! One secret or grant at a time: `secret put/rm/ls`, `grant add/rm/ls`, `db export`.
+
+use toml::Spanned;
+
+use super::rows::{insert_grant, upsert_secret, Sealed};
+use super::{PgStore, StoreError};
+use crate::policy::model::GrantSpec;
+
+impl PgStore {
+    /// Seals `plaintext` for `name` and stores it; returns the new version.
+    pub async fn put_secret(&self, name: &str, plaintext: &[u8], actor: &str) -> Result<i32, StoreError> {
+        let sealed = Sealed::new(&self.keyring, name, plaintext)?;
+        let (name, actor) = (name.to_owned(), actor.to_owned());
+        self.change(move |tx| Box::pin(async move { upsert_secret(tx, &name, Some(&sealed), None, &actor).await }))
+            .await
+    }
+
+    /// Removes a secret; refused while a grant or template still names it, naming them.
+    pub async fn remove_secret(&self, name: &str) -> Result<(), StoreError> {
+        match self
+            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
+            .await
+        {
+            // The policy loaded before the removal, so what no longer loads is what used it.
+            Err(StoreError::Refused(refused)) => match self.uses_of(name).await?.as_slice() {
+                [] => Err(StoreError::Refused(refused)),
+                uses => Err(StoreError::Invalid(format!(
+                    "secret `{name}` is in use, so it was not removed:\n  - {}\nremove or change these first",
+                    uses.join("\n  - ")
+                ))),
+            },
+            other => other,
+        }
+    }
+
+    /// What names the secret `name`: grant items, directly or through an inline template,
+    /// and the templates of other secrets.
+    async fn uses_of(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let reference = format!("${{secret.{name}}}");
+        self.bounded(async {
+            let items: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT grant_name, kind, target, template FROM envoi_grant_items
+                 WHERE secret = $1 OR strpos(template, $2) > 0 ORDER BY grant_name, kind, target",
+            )
+            .bind(name)
+            .bind(&reference)
+            .fetch_all(&self.pool)
+            .await?;
+            let secrets: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, template FROM envoi_secrets WHERE strpos(template, $1) > 0 ORDER BY name")
+                    .bind(&reference)
+                    .fetch_all(&self.pool)
+                    .await?;
+            let mut uses = Vec::new();
+            for (grant, kind, target, template) in items {
+                match template {
+                    None => uses.push(format!("grant `{grant}`: {kind} {target}")),
+                    Some(t) if splices(&t, &reference) => {
+                        uses.push(format!("grant `{grant}`: {kind} {target}, through its template"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (secret, template) in secrets {
+                if splices(&template, &reference) {
+                    uses.push(format!("secret `{secret}`: its template"));
+                }
+            }
+            Ok(uses)
+        })
+        .await
+    }
+
+    /// Removes a grant and its items.
+    pub async fn remove_grant(&self, name: &str) -> Result<(), StoreError> {
+        self.remove("DELETE FROM envoi_grants WHERE name = $1", "grant", name)
+            .await
+    }
+
+    async fn remove(&self, statement: &'static str, what: &'static str, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.change(move |tx| {
+            Box::pin(async move {
+                let gone = sqlx::query(statement).bind(&name).execute(&mut **tx).await?;
+                if gone.rows_affected() == 0 {
+                    return Err(StoreError::Invalid(format!("no {what} named `{name}`")));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Adds a grant (its name must be new).
+    pub async fn add_grant(&self, grant: GrantSpec, actor: &str) -> Result<(), StoreError> {
+        let name = grant
+            .name
+            .clone()
+            .ok_or_else(|| StoreError::Invalid("a grant needs a name".into()))?;
+        let items = self.item_rows(&name, &grant, None)?;
+        let actor = actor.to_owned();
+        self.change(move |tx| {
+            Box::pin(async move {
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM envoi_grants WHERE name = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if exists {
+                    return Err(StoreError::Invalid(format!(
+                        "a grant named `{name}` exists; remove it first"
+                    )));
+                }
+                insert_grant(tx, &name, &grant, &items, &actor).await
+            })
+        })
+        .await
+    }
+
+    /// The policy as TOML, values sealed.
+    pub async fn export(&self) -> Result<String, StoreError> {
+        let (_, doc) = self.read().await?;
+        toml::to_string(&doc).map_err(|e| StoreError::Invalid(format!("cannot write TOML: {e}")))
+    }
+
+    /// Secret names, kinds, versions and dates; never values.
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {
+        self.bounded(async {
+            let rows = sqlx::query_as::<_, SecretInfo>(
+                "SELECT name, CASE WHEN sealed IS NULL THEN 'template' ELSE 'sealed' END AS kind, key_id, version,
+                        to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at, updated_by
+                 FROM envoi_secrets ORDER BY name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Grants with their selectors and what they give.
+    pub async fn list_grants(&self) -> Result<Vec<GrantSpec>, StoreError> {
+        let (_, doc) = self.read().await?;
+        Ok(doc.grants.into_iter().map(Spanned::into_inner).collect())
+    }
+}
+
+/// A row of `secret ls`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SecretInfo {
+    pub name: String,
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub version: i32,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// Whether `template` splices `reference` (`${secret.NAME}`). A `${` right after a `$`
+/// is never a reference: the template reader takes `$${` as a literal `${` wherever a run
+/// of `$` ends in one.
+fn splices(template: &str, reference: &str) -> bool {
+    template
+        .match_indices(reference)
+        .any(|(at, _)| !template[..at].ends_with('$'))
+}

@@ -1,0 +1,268 @@
+//! `db import`: the tables made to hold exactly the policy of a set of files, writing
+//! only what differs, so that importing the same policy twice changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{Postgres, Transaction};
+
+use super::rows::{insert_grant, read_rows, selector_columns, upsert_secret, GrantRow, ItemRow, Sealed, SecretRow};
+use super::{PgStore, StoreError};
+use crate::policy::model::GrantSpec;
+use crate::policy::{one_source, read_plain, ParsedFile};
+use crate::seal::Keyring;
+
+impl PgStore {
+    /// Makes the tables hold exactly the policy of `files`, writing only what differs, so
+    /// that importing the same policy twice changes nothing.
+    pub async fn import(&self, files: Vec<ParsedFile>, actor: &str) -> Result<ImportReport, StoreError> {
+        let desired = self.desired(files)?;
+        let actor = actor.to_owned();
+        let keyring = self.keyring.clone();
+        self.change(move |tx| Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await }))
+            .await
+    }
+
+    /// What the tables should hold for the policy of `files`.
+    fn desired(&self, files: Vec<ParsedFile>) -> Result<Desired, StoreError> {
+        let mut desired = Desired::default();
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        for file in files {
+            for (name, spec) in file.doc.secrets {
+                let spec = spec.into_inner();
+                one_source(&spec).map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                let value = if let Some(template) = spec.template {
+                    DesiredSecret::Template(template)
+                } else if let Some(sealed) = spec.sealed {
+                    DesiredSecret::Sealed(sealed)
+                } else {
+                    let plain = read_plain(&spec, file.base.as_deref())
+                        .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?
+                        .ok_or_else(|| StoreError::Invalid(format!("secret `{name}`: no value given")))?;
+                    DesiredSecret::Plain(plain)
+                };
+                if desired.secrets.insert(name.clone(), value).is_some() {
+                    return Err(StoreError::Invalid(format!("secret `{name}` is defined twice")));
+                }
+            }
+            for grant in file.doc.grants {
+                let mut grant = grant.into_inner();
+                let name = match &grant.name {
+                    Some(name) => name.clone(),
+                    None => {
+                        // Unnamed grants are named after their selector, stable across imports.
+                        let base = selector_columns(&grant).join("/");
+                        let n = taken.entry(base.clone()).or_insert(0);
+                        *n += 1;
+                        if *n == 1 {
+                            base
+                        } else {
+                            format!("{base} #{n}")
+                        }
+                    }
+                };
+                grant.name = Some(name.clone());
+                let items = self.item_rows(&name, &grant, file.base.as_deref())?;
+                if desired.grants.insert(name.clone(), (grant, items)).is_some() {
+                    return Err(StoreError::Invalid(format!("grant `{name}` is defined twice")));
+                }
+            }
+        }
+        Ok(desired)
+    }
+}
+
+/// What `db import` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub secrets_written: usize,
+    pub secrets_removed: usize,
+    pub grants_written: usize,
+    pub grants_removed: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Default)]
+struct Desired {
+    secrets: BTreeMap<String, DesiredSecret>,
+    grants: BTreeMap<String, (GrantSpec, Vec<ItemRow>)>,
+}
+
+enum DesiredSecret {
+    Plain(crate::policy::SecretBytes),
+    Sealed(String),
+    Template(String),
+}
+
+impl ItemRow {
+    /// The same item, sealed values compared by what they open to.
+    fn same_as(&self, other: &Self, keyring: &Keyring) -> bool {
+        let mut a = self.clone();
+        let mut b = other.clone();
+        let (sa, sb) = (a.sealed.take(), b.sealed.take());
+        a.key_id = None;
+        b.key_id = None;
+        a == b
+            && match (sa, sb) {
+                (None, None) => true,
+                (Some(x), Some(y)) => {
+                    Keyring::key_id(&y).ok() == keyring.newest_id()
+                        && (x == y || opens_same(keyring, &self.target, &x, &y))
+                }
+                _ => false,
+            }
+    }
+}
+
+fn opens_same(keyring: &Keyring, name: &str, a: &str, b: &str) -> bool {
+    match (keyring.open(name, a), keyring.open(name, b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+async fn apply_import(
+    tx: &mut Transaction<'static, Postgres>,
+    keyring: &Keyring,
+    desired: Desired,
+    actor: &str,
+) -> Result<ImportReport, StoreError> {
+    let mut report = ImportReport::default();
+    let (secrets, grants, items) = read_rows(tx).await?;
+
+    let existing: HashMap<String, SecretRow> = secrets.into_iter().map(|s| (s.name.clone(), s)).collect();
+    for name in existing.keys().filter(|n| !desired.secrets.contains_key(*n)) {
+        // Grants go first below only if they also go; the final compile refuses dangling names.
+        sqlx::query("DELETE FROM envoi_secrets WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        report.secrets_removed += 1;
+    }
+    for (name, want) in &desired.secrets {
+        let current = existing.get(name);
+        // A value sealed under an older key counts as changed: an import after adding a
+        // new master key re-seals everything under it.
+        let newest = |sealed: &str| Keyring::key_id(sealed).ok() == keyring.newest_id();
+        let unchanged = match (want, current) {
+            (DesiredSecret::Template(t), Some(row)) => row.template.as_deref() == Some(t.as_str()),
+            (DesiredSecret::Sealed(s), Some(SecretRow { sealed: Some(have), .. })) => {
+                newest(have) && (have == s || opens_same(keyring, name, have, s))
+            }
+            (DesiredSecret::Plain(plain), Some(SecretRow { sealed: Some(have), .. })) => {
+                newest(have) && keyring.open(name, have).is_ok_and(|v| v == *plain)
+            }
+            _ => false,
+        };
+        if unchanged {
+            report.unchanged += 1;
+            continue;
+        }
+        let (sealed, template) = match want {
+            DesiredSecret::Template(template) => (None, Some(template.as_str())),
+            DesiredSecret::Sealed(s) => {
+                let plain = keyring
+                    .open(name, s)
+                    .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                (Some(Sealed::new(keyring, name, plain.expose())?), None)
+            }
+            DesiredSecret::Plain(plain) => (Some(Sealed::new(keyring, name, plain.expose())?), None),
+        };
+        upsert_secret(tx, name, sealed.as_ref(), template, actor).await?;
+        report.secrets_written += 1;
+    }
+
+    let mut current_items: HashMap<String, Vec<ItemRow>> = HashMap::new();
+    for item in items {
+        current_items.entry(item.grant_name.clone()).or_default().push(item);
+    }
+    for grant in &grants {
+        if !desired.grants.contains_key(&grant.name) {
+            sqlx::query("DELETE FROM envoi_grants WHERE name = $1")
+                .bind(&grant.name)
+                .execute(&mut **tx)
+                .await?;
+            report.grants_removed += 1;
+        }
+    }
+    let existing: HashMap<&str, &GrantRow> = grants.iter().map(|g| (g.name.as_str(), g)).collect();
+    for (name, (spec, items)) in &desired.grants {
+        let same_selector = existing
+            .get(name.as_str())
+            .is_some_and(|row| [&*row.project, &*row.kind, &*row.object_id] == selector_columns(spec));
+        let mut want: Vec<&ItemRow> = items.iter().collect();
+        want.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
+        let have = current_items.get(name).map(Vec::as_slice).unwrap_or_default();
+        let same_items = want.len() == have.len() && want.iter().zip(have).all(|(w, h)| w.same_as(h, keyring));
+        if same_selector && same_items {
+            report.unchanged += 1;
+            continue;
+        }
+        insert_grant(tx, name, spec, items, actor).await?;
+        report.grants_written += 1;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::postgres::PgSettings;
+
+    /// A store that never connects: `desired` needs none.
+    fn offline_store() -> PgStore {
+        let settings = PgSettings {
+            url: "postgres://nobody@127.0.0.1:1/none".to_owned().into(),
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+        };
+        PgStore::new(
+            &settings,
+            Arc::new(Keyring::new(vec![crate::seal::MasterKey::generate()])),
+        )
+        .unwrap()
+    }
+
+    fn parsed(text: &str) -> Vec<ParsedFile> {
+        vec![ParsedFile {
+            name: "import.toml".into(),
+            base: None,
+            doc: toml::from_str(text).unwrap(),
+        }]
+    }
+
+    /// The TOML load refuses a value with two sources; an import refuses it too, rather
+    /// than keep one of them.
+    #[tokio::test]
+    async fn an_import_refuses_a_value_with_two_sources_as_the_toml_load_does() {
+        let store = offline_store();
+        for (case, text, names) in [
+            (
+                "a secret",
+                "[secrets.s]\nvalue = \"v\"\ntemplate = \"t\"\n",
+                "secret `s`",
+            ),
+            (
+                "an inline ENV value",
+                "[[grants]]\nenv = { K = { value = \"v\", env = \"HOME\" } }\n",
+                "ENV K",
+            ),
+        ] {
+            let load = crate::policy::load_str("import.toml", text, None).expect_err(case);
+            assert!(load.to_string().contains("(2 given)"), "{case}: {load}");
+            let refused = match store.desired(parsed(text)) {
+                Ok(_) => panic!("{case}: imported with two sources"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                refused.contains(names) && refused.contains("give exactly one of"),
+                "{case}: {refused}"
+            );
+            assert!(refused.contains("(2 given)"), "{case}: {refused}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Reaching the database: the pool, calls bounded in time, and changes made in a
+//! transaction that commits only if the resulting policy compiles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{Postgres, Transaction};
+
+use super::rows::{read_doc, read_on};
+use super::StoreError;
+use crate::policy::model::PolicyDoc;
+use crate::policy::{Loader, Policy};
+use crate::seal::Keyring;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub url: SecretString,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+/// A handle on the policy tables.
+#[derive(Clone)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+    /// For connections of their own, outside the pool (the sync task's).
+    pub(super) options: PgConnectOptions,
+    pub(super) keyring: Arc<Keyring>,
+    pub(super) connect_timeout: Duration,
+    pub(super) statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Sets up the pool without connecting: connections are made when needed, so that
+    /// envoi can start (and answer 503) while the database is still down.
+    pub fn new(settings: &PgSettings, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
+        let mut options: PgConnectOptions = settings
+            .url
+            .expose_secret()
+            .parse()
+            .map_err(|_| StoreError::Invalid("store.url is not a valid postgres:// URL".into()))?;
+        let statement_ms = settings.statement_timeout.as_millis().to_string();
+        options = options
+            .application_name("envoi")
+            .options([("statement_timeout", statement_ms.as_str())]);
+        if let Some(ca) = &settings.tls_ca_file {
+            options = options.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size.max(1))
+            .acquire_timeout(settings.connect_timeout)
+            .connect_lazy_with(options.clone());
+        Ok(Self {
+            pool,
+            options,
+            keyring,
+            connect_timeout: settings.connect_timeout,
+            statement_timeout: settings.statement_timeout,
+        })
+    }
+
+    /// Bounds a database call so that nothing waits on a dead connection for long.
+    pub(super) async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.statement_timeout + Duration::from_secs(2), work)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The current generation and the whole policy, read in one snapshot.
+    pub async fn read(&self) -> Result<(i64, PolicyDoc), StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await?;
+            read_on(&mut conn).await
+        })
+        .await
+    }
+
+    /// Reads and compiles the policy.
+    pub async fn load(&self) -> Result<(i64, Policy), StoreError> {
+        let (generation, doc) = self.read().await?;
+        Ok((generation, self.compile(doc).await?))
+    }
+
+    /// Compiles a policy read from the tables, off the async threads.
+    pub(super) async fn compile(&self, doc: PolicyDoc) -> Result<Policy, StoreError> {
+        let keyring = self.keyring.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || Loader::new(&keyring).load_doc("postgres", doc))
+                .await
+                .map_err(|e| StoreError::Invalid(format!("policy compilation panicked: {e}")))??,
+        )
+    }
+
+    /// Runs `change` in a transaction, then compiles the resulting policy in the same
+    /// transaction and commits only if it loads: a change that would break the policy is
+    /// refused with the messages the TOML store gives.
+    pub(super) async fn change<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(
+            &'t mut Transaction<'static, Postgres>,
+        ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
+    {
+        self.bounded(async {
+            let mut tx = self.pool.begin().await?;
+            // One writer at a time, so that two valid changes cannot make an invalid policy.
+            sqlx::query("LOCK TABLE envoi_secrets, envoi_grants, envoi_grant_items IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+            let result = change(&mut tx).await?;
+            let doc = read_doc(&mut tx).await?;
+            Loader::new(&self.keyring).load_doc("postgres", doc)?;
+            tx.commit().await?;
+            Ok(result)
+        })
+        .await
+    }
+}
