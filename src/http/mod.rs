@@ -136,9 +136,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         None => (false, r#"{"status":"no policy loaded"}"#.to_owned()),
         Some(age) => {
             let status = if state.too_stale() { "stale" } else { "ready" };
+            let source = if state.policy.source_reachable() {
+                "reachable"
+            } else {
+                "unreachable"
+            };
             (
                 status == "ready",
-                format!(r#"{{"status":"{status}","snapshot_age_seconds":{}}}"#, age.as_secs()),
+                format!(
+                    r#"{{"status":"{status}","snapshot_age_seconds":{},"source":"{source}"}}"#,
+                    age.as_secs()
+                ),
             )
         }
     };

@@ -7,7 +7,7 @@ pub mod toml;
 
 pub use source::{Keeper, PolicySource};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,9 @@ pub struct PolicyHolder {
     fresh_at: AtomicU64,
     loads: AtomicU64,
     failures: AtomicU64,
+    /// The source could not be reached when last tried (a database away); the last good
+    /// snapshot keeps serving meanwhile.
+    source_unreachable: AtomicBool,
 }
 
 /// Frees a replaced snapshot here, on the loading thread, rather than in whichever
@@ -90,6 +93,16 @@ impl PolicyHolder {
         Some(Duration::from_secs(
             epoch_seconds().saturating_sub(self.fresh_at.load(Ordering::Relaxed)),
         ))
+    }
+
+    /// Records whether the source answers (the Postgres replica's sync says).
+    pub fn set_source_reachable(&self, reachable: bool) {
+        self.source_unreachable.store(!reachable, Ordering::Relaxed);
+    }
+
+    /// Whether the source answered when last asked.
+    pub fn source_reachable(&self) -> bool {
+        !self.source_unreachable.load(Ordering::Relaxed)
     }
 
     /// Records a load that failed; the last good snapshot keeps serving.

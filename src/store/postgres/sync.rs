@@ -218,6 +218,7 @@ impl Replica {
                         attempts.delay(self.backoff.step());
                     }
                     self.away.failed(&e);
+                    self.holder.set_source_reachable(false);
                 }
             }
         }
@@ -234,6 +235,7 @@ impl Replica {
         }
         self.backoff.reset();
         self.away.back();
+        self.holder.set_source_reachable(true);
         loop {
             // Given up on before this session, or replaced by it.
             for old in std::mem::take(&mut self.abandoned.0) {
@@ -335,6 +337,7 @@ impl Replica {
         self.holder.record_failure();
         if why.is_unreachable() {
             self.away.lost(why);
+            self.holder.set_source_reachable(false);
         } else {
             tracing::warn!("cannot refresh the policy: {why}; serving the last good snapshot");
         }
