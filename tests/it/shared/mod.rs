@@ -1,0 +1,2 @@
+pub mod cli_run;
+pub mod envoi_process;
