@@ -8,4 +8,4 @@ mod hostile;
 mod postgres;
 mod reload;
 mod seal;
-mod shared;
+mod support;

@@ -8,8 +8,6 @@
 //! problem named and counted; rename-over writes, delete-and-recreate and bursts of
 //! saves all end in the right policy within 2 s; `file` values are read again.
 
-use crate::shared::envoi_process as support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::{token, Server, Workspace};
+use crate::support::jwt::token;
+use crate::support::server::{last_cpu, BusyLoops};
+use crate::support::{toml_string, Server, Workspace};
 
 /// The issue's bound: every kind of edit is served within this.
 const WITHIN: Duration = Duration::from_secs(2);
@@ -55,7 +55,7 @@ fn versioned_answer(version: u32) -> Value {
 fn simple_policy(value: &str) -> String {
     format!(
         "# a comment\n[[grants]]\nname = \"simple\"\nproject = \"p\"\nenv = {{ KEY = {{ value = {} }} }}\n",
-        support::toml_string(value)
+        toml_string(value)
     )
 }
 
@@ -68,9 +68,9 @@ fn simple_answer(value: &str) -> String {
 }
 
 /// Starts a server on `policy` (relative to the workspace) with a config file.
-async fn serve(ws: &Workspace, policy: &str) -> Server {
+fn serve(ws: &Workspace, policy: &str) -> Server {
     let config = ws.config(policy, &[]);
-    Server::start(ws.path(), &config).await
+    Server::serve(ws.path(), &config)
 }
 
 /// The body `GET /` gives project `p` now, parsed, with a 200 asserted.
@@ -165,12 +165,12 @@ async fn keeps_serving(server: &Server, want: &Value, hold: Duration) {
 /// after the first answer, on a starved thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_as_soon_as_the_server_answers_is_served_on_a_starved_core() {
-    let cpu = support::last_cpu();
-    let _busy = support::BusyLoops::start(3, Some(cpu));
+    let cpu = last_cpu();
+    let _busy = BusyLoops::start(3, Some(cpu));
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("before"));
     let config = ws.config("policy.toml", &[]);
-    let server = Server::start_pinned(ws.path(), &config, cpu).await;
+    let server = Server::serve_pinned(ws.path(), &config, cpu);
     write_by_rename(&policy, "policy.toml.new", &simple_policy("after"));
     // The bound is looser than WITHIN: a quarter of one core is all the server gets.
     server
@@ -188,7 +188,7 @@ async fn a_change_made_as_soon_as_the_server_answers_is_served_on_a_starved_core
 async fn requests_during_reloads_see_the_old_policy_or_the_new_never_a_mix() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", versioned_policy(1));
-    let server = Arc::new(serve(&ws, "policy.toml").await);
+    let server = Arc::new(serve(&ws, "policy.toml"));
     assert_eq!(answer_p(&server).await, versioned_answer(1));
 
     let versions: Arc<Vec<(Value, u32)>> = Arc::new((1..=8).map(|v| (versioned_answer(v), v)).collect());
@@ -284,7 +284,7 @@ fn write_in_place(path: &Path, text: &str, pause: Duration) {
 async fn a_policy_truncated_in_place_keeps_the_old_policy_and_the_rewrite_is_served() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let one: Value = serde_json::from_str(&simple_answer("one")).unwrap();
     assert_eq!(answer_p(&server).await, one);
 
@@ -312,7 +312,7 @@ async fn a_policy_truncated_in_place_keeps_the_old_policy_and_the_rewrite_is_ser
 async fn a_storm_of_in_place_rewrites_never_serves_an_empty_or_partial_policy() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", versioned_policy(0));
-    let server = Arc::new(serve(&ws, "policy.toml").await);
+    let server = Arc::new(serve(&ws, "policy.toml"));
     let versions: Arc<Vec<(Value, u32)>> = Arc::new((0..=12).map(|v| (versioned_answer(v), v)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -363,7 +363,7 @@ async fn a_storm_of_in_place_rewrites_never_serves_an_empty_or_partial_policy() 
 async fn a_syntax_error_keeps_the_old_policy_and_the_fix_is_served() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let one: Value = serde_json::from_str(&simple_answer("one")).unwrap();
     assert_eq!(answer_p(&server).await, one);
 
@@ -392,7 +392,7 @@ async fn a_syntax_error_keeps_the_old_policy_and_the_fix_is_served() {
 async fn a_conflict_keeps_the_old_policy_and_the_fix_is_served() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let one: Value = serde_json::from_str(&simple_answer("one")).unwrap();
     assert_eq!(answer_p(&server).await, one);
 
@@ -426,7 +426,7 @@ async fn a_conflict_keeps_the_old_policy_and_the_fix_is_served() {
 async fn a_failed_load_names_every_problem_and_is_counted() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let one: Value = serde_json::from_str(&simple_answer("one")).unwrap();
 
     // Three problems at once.
@@ -463,7 +463,7 @@ async fn a_broken_file_in_a_policy_folder_never_leaves_half_a_policy_serving() {
         "policy.d/20-b.toml",
         "[[grants]]\nname = \"b\"\nproject = \"p\"\nenv = { B = { value = \"b1\" } }\n",
     );
-    let server = serve(&ws, "policy.d").await;
+    let server = serve(&ws, "policy.d");
     let both = json!({"secrets": [
         {"type": "ENV", "key": "A", "value": "a1"},
         {"type": "ENV", "key": "B", "value": "b1"},
@@ -495,7 +495,7 @@ async fn a_broken_file_in_a_policy_folder_never_leaves_half_a_policy_serving() {
 async fn a_policy_file_that_disappears_keeps_the_old_policy_serving() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let one: Value = serde_json::from_str(&simple_answer("one")).unwrap();
 
     std::fs::remove_file(&policy).unwrap();
@@ -522,7 +522,7 @@ async fn sighup_reloads_the_policy() {
         "policy.toml",
         "[secrets.v]\nfile = \"value-link.txt\"\n\n[[grants]]\nproject = \"p\"\nenv = { V = \"v\" }\n",
     );
-    let mut server = serve(&ws, "policy.toml").await;
+    let mut server = serve(&ws, "policy.toml");
     let answer = |v: &str| json!({"secrets": [{"type": "ENV", "key": "V", "value": v}]});
     assert_eq!(answer_p(&server).await, answer("hup-before-7f3a"));
 
@@ -570,7 +570,7 @@ async fn sighup_reloads_the_policy() {
 async fn a_save_by_rename_is_served_within_two_seconds() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
     assert_eq!(answer_p(&server).await, want("one"));
 
@@ -597,7 +597,7 @@ async fn a_save_by_rename_is_served_within_two_seconds() {
 async fn a_file_deleted_and_created_again_is_served_within_two_seconds() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
 
     // Deleted, then created again a little later: the old policy serves in between.
@@ -618,7 +618,7 @@ async fn a_file_deleted_and_created_again_is_served_within_two_seconds() {
 async fn a_burst_of_saves_ends_in_the_last_version() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("v0"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
 
     // 20 saves in about 200 ms, in place.
@@ -642,7 +642,7 @@ async fn a_file_added_to_a_policy_folder_is_picked_up() {
         "policy.d/10-base.toml",
         "[secrets.base]\nvalue = \"base-value\"\n\n[[grants]]\nname = \"base\"\nproject = \"p\"\nenv = { BASE = \"base\" }\n",
     );
-    let server = serve(&ws, "policy.d").await;
+    let server = serve(&ws, "policy.d");
     let base = json!({"type": "ENV", "key": "BASE", "value": "base-value"});
     assert_eq!(answer_p(&server).await, json!({"secrets": [base]}));
 
@@ -708,13 +708,13 @@ async fn a_kubernetes_volume_swap_of_the_policy_folder_and_of_a_secret_is_served
     let policy = |n: u32| {
         format!(
             "[secrets.pw]\nfile = {}\n\n[[grants]]\nproject = \"p\"\nenv = {{ KEY = {{ value = \"config-{n}\" }}, PW = \"pw\" }}\n",
-            support::toml_string(&secrets.join("password").display().to_string())
+            toml_string(&secrets.join("password").display().to_string())
         )
     };
     std::fs::create_dir(ws.join("policy.d")).unwrap();
     kubernetes_volume(&ws.join("policy.d"), 1, &[("policy.toml", &policy(1))]);
     kubernetes_volume(secrets.path(), 1, &[("password", "pw-1")]);
-    let server = serve(&ws, "policy.d").await;
+    let server = serve(&ws, "policy.d");
     let answer = |config: &str, pw: &str| {
         json!({"secrets": [
             {"type": "ENV", "key": "KEY", "value": config},
@@ -737,7 +737,7 @@ async fn a_policy_file_moved_in_from_another_folder_is_served() {
     let ws = Workspace::new();
     let elsewhere = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
 
     let staged = elsewhere.write("staged.toml", simple_policy("two"));
     let at = Instant::now();
@@ -759,10 +759,10 @@ async fn a_changed_value_file_is_served_within_two_seconds() {
             "[secrets.local]\nfile = \"value.txt\"\n\n[secrets.mounted]\nfile = {}\n\n\
              [secrets.both]\ntemplate = \"${{secret.local}}+${{secret.mounted}}@${{projectId}}\"\n\n\
              [[grants]]\nproject = \"p\"\nenv = {{ LOCAL = \"local\", MOUNTED = \"mounted\", BOTH = \"both\" }}\n",
-            support::toml_string(&mounted.display().to_string())
+            toml_string(&mounted.display().to_string())
         ),
     );
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     // A template that splices both follows them.
     let answer = |local: &str, mounted: &str| {
         json!({"secrets": [
@@ -794,7 +794,7 @@ async fn a_value_file_named_only_by_a_newer_policy_is_watched_too() {
     let ws = Workspace::new();
     let later = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("literal"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
 
     // The new policy reads a file in a folder nothing watched before.
     let file = later.write("late.txt", "late-1");
@@ -803,7 +803,7 @@ async fn a_value_file_named_only_by_a_newer_policy_is_watched_too() {
         &policy,
         format!(
             "[[grants]]\nproject = \"p\"\nenv = {{ KEY = {{ file = {} }} }}\n",
-            support::toml_string(&file.display().to_string())
+            toml_string(&file.display().to_string())
         ),
     )
     .unwrap();
@@ -837,7 +837,7 @@ async fn a_policy_file_reached_through_a_symlink_is_reloaded_when_its_target_cha
     let repo = Workspace::new();
     let target = repo.write("checkout/policy.toml", simple_policy("one"));
     std::os::unix::fs::symlink(&target, ws.join("policy.toml")).unwrap();
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
     let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
     assert_eq!(answer_p(&server).await, want("one"));
 
@@ -851,7 +851,7 @@ async fn a_policy_file_reached_through_a_symlink_is_reloaded_when_its_target_cha
 async fn a_missing_value_file_created_after_a_failed_load_is_picked_up() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", simple_policy("one"));
-    let server = serve(&ws, "policy.toml").await;
+    let server = serve(&ws, "policy.toml");
 
     // The policy names a file that is not there yet: the load fails...
     std::fs::write(

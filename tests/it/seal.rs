@@ -8,8 +8,6 @@
 //! claims and named secrets, `$${` is a literal `${`, unknown names and cycles fail the
 //! load; binary FILE values go out base64.
 
-use crate::shared::envoi_process as support;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +15,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use support::{toml_string, Ran, Server, Workspace};
+use crate::support::jwt::token;
+use crate::support::{toml_string, Ran, Server, Workspace};
 
 // ---- Helpers ----
 
@@ -208,7 +207,7 @@ async fn a_sealed_value_round_trips_to_explain_and_to_the_wire() {
     .success();
     shows_none(&masked, &["sk_live_named_41f2", "inline-env-77ab", "cert 88cd"]);
 
-    let server = Server::start(ws.path(), &config).await;
+    let server = Server::serve(ws.path(), &config);
     let answer = served(&server, "p", "service", "api").await;
     assert_eq!(
         answer,
@@ -584,7 +583,7 @@ async fn during_rotation_old_values_open_and_the_newest_key_seals() {
         ),
     );
     envoi(&r.ws, &r.both, &["check"]).success();
-    let server = Server::start(r.ws.path(), &r.both).await;
+    let server = Server::serve(r.ws.path(), &r.both);
     assert_eq!(
         served(&server, "p", "service", "api").await,
         json!({"secrets": [
@@ -690,7 +689,7 @@ async fn reseal_rewrites_only_the_sealed_values() {
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
     envoi(ws, &r.both, &["check"]).success();
     let before = {
-        let server = Server::start(ws.path(), &r.both).await;
+        let server = Server::serve(ws.path(), &r.both);
         served(&server, "p", "service", "api").await
     };
     assert_eq!(item(&before, "ZETA")["value"], "reseal-zeta-01");
@@ -737,7 +736,7 @@ async fn reseal_rewrites_only_the_sealed_values() {
 
     // The new key alone opens everything now, and the answers are the same.
     envoi(ws, &r.new, &["check"]).success();
-    let server = Server::start(ws.path(), &r.new).await;
+    let server = Server::serve(ws.path(), &r.new);
     assert_eq!(served(&server, "p", "service", "api").await, before);
 
     // A second reseal has nothing to do and leaves the file byte for byte.
@@ -753,7 +752,7 @@ async fn reseal_under_a_running_server_keeps_the_answers() {
         "policy.toml",
         format!("[secrets.live]\nsealed = \"{sealed}\"\n\n[[grants]]\nproject = \"p\"\nenv = {{ LIVE = \"live\" }}\n"),
     );
-    let server = Server::start(r.ws.path(), &r.both).await;
+    let server = Server::serve(r.ws.path(), &r.both);
     let want = json!({"secrets": [{"type": "ENV", "key": "LIVE", "value": "reseal-live-13"}]});
     assert_eq!(served(&server, "p", "service", "api").await, want);
 
@@ -869,11 +868,11 @@ fn reseal_of_a_policy_folder_is_all_or_nothing() {
 // ---- templates ----
 
 /// Starts a server on `policy` (written to the workspace) without master keys.
-async fn serve_policy(policy: &str) -> (Workspace, Server) {
+fn serve_policy(policy: &str) -> (Workspace, Server) {
     let ws = Workspace::new();
     ws.write("policy.toml", policy);
     let config = ws.config("policy.toml", &[]);
-    let server = Server::start(ws.path(), &config).await;
+    let server = Server::serve(ws.path(), &config);
     (ws, server)
 }
 
@@ -896,7 +895,7 @@ async fn templates_splice_claims_secrets_and_other_templates() {
             toml_string(&password)
         ),
     );
-    let server = Server::start(ws.path(), &config).await;
+    let server = Server::serve(ws.path(), &config);
     let answer = served(&server, "billing", "service", "api").await;
     assert_eq!(
         answer,
@@ -923,12 +922,11 @@ async fn claims_are_json_escaped_when_spliced() {
     let (_ws, server) = serve_policy(
         "[[grants]]\nproject = \"*\"\nenv = { WHO = { template = \"<${projectId}|${nfObjectType}|${nfObjectId}>\" } }\n\n\
          [[grants.files]]\npath = \"/etc/who\"\ntemplate = \"${projectId}\"\n",
-    )
-    .await;
+    );
     let project = r#"we"ird\proj"#;
     let kind = "tab\u{e9}\u{1F600}";
     let id = r#"a\"b</script>"#;
-    let (status, raw) = server.get(&support::token(project, kind, id)).await;
+    let (status, raw) = server.get(&token(project, kind, id)).await;
     assert_eq!(status, 200, "{raw}");
     let answer: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("invalid JSON ({e}): {raw}"));
     assert_eq!(
@@ -1000,7 +998,7 @@ async fn a_binary_file_value_is_served_base64() {
          [[grants.files]]\npath = \"/etc/prefixed\"\ntemplate = \"x${secret.blob}\"\n",
     );
     let config = ws.config("policy.toml", &[]);
-    let server = Server::start(ws.path(), &config).await;
+    let server = Server::serve(ws.path(), &config);
     let answer = served(&server, "p", "service", "api").await;
     assert_eq!(
         answer,
@@ -1050,7 +1048,7 @@ async fn a_binary_sealed_value_is_served_base64() {
             toml_string(&sealed)
         ),
     );
-    let server = Server::start(ws.path(), &config).await;
+    let server = Server::serve(ws.path(), &config);
     assert_eq!(
         served(&server, "p", "service", "api").await,
         json!({"secrets": [{"type": "FILE", "path": "/etc/sealed.bin", "data": "/wD+Cg==", "encoding": "base64"}]})

@@ -109,7 +109,7 @@ async fn answers_match_the_golden_files_byte_for_byte() {
     for (name, suite) in suites() {
         let policy = envoi::policy::load_path(&root().join(&suite.policy))
             .unwrap_or_else(|e| panic!("suite {name}: {}: {e}", suite.policy));
-        let app = TestApp::spawn(policy).await;
+        let app = spawn_app(policy).await;
         let dir = golden_dir().join(&name);
         let mut names = BTreeSet::new();
         for case in &suite.cases {

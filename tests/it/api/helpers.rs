@@ -1,24 +1,17 @@
-//! The test harness: a real envoi server on a free port (as zero2prod's `spawn_app`),
-//! tokens minted here by hand (HMAC over `header.claims`, never envoi's own minting) and
-//! a checker of the answer's JSON shape written from SPEC §1 alone.
+//! What the HTTP tests share: their keys, tokens minted with the independent minter
+//! ([`crate::support::jwt`]), a server in this process (as zero2prod's `spawn_app`)
+//! serving a policy given here, and what a 401 must look like. The answer's shape is
+//! checked by [`super::shape`].
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
-use envoi::auth::{SigningKey, TokenRules, Verifier};
-use envoi::http::AppState;
 use envoi::policy::{Policy, PolicyError};
-use envoi::startup::{Application, ServerOptions};
-use envoi::store::PolicyHolder;
-use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, AUTHORIZATION};
-use reqwest::Method;
-use secrecy::SecretString;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use envoi::startup::Edges;
 use serde_json::{json, Value};
-use sha2::{Sha256, Sha384, Sha512};
+
+pub use super::shape::*;
+use crate::support::app::AppSpec;
+pub use crate::support::app::{Reply, TestApp};
+use crate::support::jwt::sign_bytes;
+pub use crate::support::jwt::{b64, now, MacAlg};
 
 // ---- Keys: obviously fake, for these tests only. ----
 
@@ -38,39 +31,6 @@ pub const MAX_LIFETIME: i64 = 7 * 24 * 3600;
 
 // ---- Tokens ----
 
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
-}
-
-pub fn b64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The MAC algorithm a test signs with (whatever the header claims).
-#[derive(Clone, Copy, Debug)]
-pub enum MacAlg {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-pub fn mac(alg: MacAlg, key: &str, input: &[u8]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &str, input: &[u8]) -> Vec<u8> {
-        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
-        mac.update(input);
-        mac.finalize().into_bytes().to_vec()
-    }
-    match alg {
-        MacAlg::Sha256 => run::<Hmac<Sha256>>(key, input),
-        MacAlg::Sha384 => run::<Hmac<Sha384>>(key, input),
-        MacAlg::Sha512 => run::<Hmac<Sha512>>(key, input),
-    }
-}
-
 /// A compact JWT from arbitrary header and claims text, signed with HMAC-SHA256 and
 /// `key` whatever the header says.
 pub fn jwt(header_json: &str, claims_json: &str, key: &str) -> String {
@@ -79,9 +39,7 @@ pub fn jwt(header_json: &str, claims_json: &str, key: &str) -> String {
 
 /// As [`jwt`], with the MAC algorithm chosen.
 pub fn jwt_mac(alg: MacAlg, header_json: &str, claims_json: &str, key: &str) -> String {
-    let signing_input = format!("{}.{}", b64url(header_json.as_bytes()), b64url(claims_json.as_bytes()));
-    let signature = mac(alg, key, signing_input.as_bytes());
-    format!("{signing_input}.{}", b64url(&signature))
+    sign_bytes(alg, key.as_bytes(), header_json.as_bytes(), claims_json.as_bytes())
 }
 
 /// A workload's three names.
@@ -135,103 +93,31 @@ pub fn token_exp_offset(w: Wl<'_>, offset: i64) -> String {
 
 // ---- The server ----
 
-pub struct TestApp {
-    /// `http://127.0.0.1:PORT`
-    pub address: String,
-    pub client: reqwest::Client,
+/// A server trusting [`KEY`] and serving `policy`.
+pub async fn spawn_app(policy: Policy) -> TestApp {
+    spawn_app_with(Some(policy), &[KEY]).await
 }
 
-/// One answer, read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
+/// A server trusting [`KEY`] and serving a policy given as TOML text.
+pub async fn serve_app(policy_toml: &str) -> TestApp {
+    spawn_app(load(policy_toml)).await
 }
 
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// A header's value as text, if present once or more (the first).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII header value"))
-    }
+/// A server with `keys` (newest first) and `policy`, or no policy loaded yet.
+pub async fn spawn_app_with(policy: Option<Policy>, keys: &[&str]) -> TestApp {
+    TestApp::spawn(AppSpec {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        leeway_seconds: LEEWAY as u64,
+        max_lifetime_seconds: MAX_LIFETIME as u64,
+        policy,
+        edges: Edges::default(),
+        failure_limit: None,
+    })
+    .await
 }
 
+/// What the HTTP tests ask of an app beyond the requests of [`TestApp`] itself.
 impl TestApp {
-    /// A server trusting [`KEY`] and serving `policy`.
-    pub async fn spawn(policy: Policy) -> Self {
-        Self::spawn_with(Some(policy), &[KEY]).await
-    }
-
-    /// A server trusting [`KEY`] and serving a policy given as TOML text.
-    pub async fn serve(policy_toml: &str) -> Self {
-        Self::spawn(load(policy_toml)).await
-    }
-
-    /// A server with `keys` (newest first) and `policy`, or no policy loaded yet.
-    pub async fn spawn_with(policy: Option<Policy>, keys: &[&str]) -> Self {
-        let keys: Vec<SigningKey> = keys
-            .iter()
-            .map(|k| SigningKey::new(SecretString::from(k.to_string())))
-            .collect();
-        let verifier = Verifier::new(
-            &keys,
-            TokenRules {
-                leeway_seconds: LEEWAY as u64,
-                max_lifetime_seconds: MAX_LIFETIME as u64,
-            },
-        );
-        let holder = match policy {
-            Some(policy) => PolicyHolder::with_policy(policy),
-            None => PolicyHolder::new(),
-        };
-        let state = AppState::new(verifier, Arc::new(holder));
-        let app = Application::build(
-            state,
-            &ServerOptions {
-                listen: "127.0.0.1:0".into(),
-                workers: 1,
-                shutdown_timeout: Duration::from_secs(1),
-            },
-        )
-        .expect("the test server binds a free port");
-        let address = format!("http://{}", app.address());
-        tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a plain HTTP client");
-        Self { address, client }
-    }
-
-    /// `method path` with one `Authorization` header per entry of `authorization`.
-    pub async fn request(&self, method: Method, path: &str, authorization: &[&str]) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
-        for value in authorization {
-            request = request.header(AUTHORIZATION, *value);
-        }
-        let response = request.send().await.expect("the test server answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.expect("a whole body").to_vec();
-        Reply { status, headers, body }
-    }
-
-    /// `GET /` with these `Authorization` header values (none, one or several).
-    pub async fn get_root(&self, authorization: &[&str]) -> Reply {
-        self.request(Method::GET, "/", authorization).await
-    }
-
-    /// `GET /` with `Authorization: Bearer <token>`.
-    pub async fn get_secrets(&self, token: &str) -> Reply {
-        self.get_root(&[&format!("Bearer {token}")]).await
-    }
-
     /// `GET /` for `w` with a valid token; asserts a 200 of the right shape and
     /// returns the body.
     pub async fn answer_for(&self, w: Wl<'_>) -> String {
@@ -353,254 +239,4 @@ pub fn token_parts(token: &str) -> Vec<String> {
     let mut parts = vec![token.to_owned()];
     parts.extend(token.split('.').filter(|s| !s.is_empty()).map(str::to_owned));
     parts
-}
-
-// ---- The answer's shape (SPEC §1), checked independently of envoi ----
-
-/// A JSON value that keeps the order of object members, so that shapes can be checked.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Number(f64),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Json;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-                Ok(Json::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-                Ok(Json::Number(n as f64))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-                Ok(Json::Number(n as f64))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
-                Ok(Json::Number(n))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-                Ok(Json::String(s.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Json::Array(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(Json::Object(members))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Json {
-    fn keys(&self) -> Vec<&str> {
-        match self {
-            Json::Object(members) => members.iter().map(|(k, _)| k.as_str()).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn str(&self) -> Option<&str> {
-        match self {
-            Json::String(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// Checks `body` against SPEC §1: `{"secrets":[...]}`; ENV items exactly
-/// `{"type","key","value"}`; FILE items `{"type","path","data"}` then only set members
-/// among `encoding`, `owner`, `group`, `permissions`, each of the allowed forms, never
-/// null; ENV items by key, then FILE items by path, in byte order.
-pub fn check_answer(body: &str) -> Result<(), String> {
-    let top: Json = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    if top.keys() != ["secrets"] {
-        return Err(format!("top-level members {:?}, not [\"secrets\"]", top.keys()));
-    }
-    let Some(Json::Array(items)) = top.get("secrets") else {
-        return Err("`secrets` is not an array".into());
-    };
-    let mut last: Option<(u8, String)> = None;
-    for (n, item) in items.iter().enumerate() {
-        let at = |why: String| format!("item {n}: {why}");
-        let keys = item.keys();
-        let text = |key: &str| -> Result<String, String> {
-            item.get(key)
-                .and_then(Json::str)
-                .map(str::to_owned)
-                .ok_or_else(|| at(format!("`{key}` is not a string")))
-        };
-        let sort_key = match item.get("type").and_then(Json::str) {
-            Some("ENV") => {
-                if keys != ["type", "key", "value"] {
-                    return Err(at(format!("ENV members {keys:?}, not [type, key, value]")));
-                }
-                text("value")?;
-                (0, text("key")?)
-            }
-            Some("FILE") => {
-                if keys.len() < 3 || keys[..3] != ["type", "path", "data"] {
-                    return Err(at(format!(
-                        "FILE members {keys:?} do not start with [type, path, data]"
-                    )));
-                }
-                let data = text("data")?;
-                let mut seen = Vec::new();
-                for key in &keys[3..] {
-                    if seen.contains(key) {
-                        return Err(at(format!("`{key}` twice")));
-                    }
-                    seen.push(key);
-                    let value = item.get(key).expect("listed");
-                    match *key {
-                        "encoding" => match value.str() {
-                            Some("utf-8") => {}
-                            Some("base64") => {
-                                STANDARD
-                                    .decode(&data)
-                                    .map_err(|e| at(format!("data is not standard base64: {e}")))?;
-                            }
-                            _ => return Err(at(format!("encoding {value:?}"))),
-                        },
-                        "owner" | "group" => check_ownership(value).map_err(|e| at(format!("{key}: {e}")))?,
-                        "permissions" => check_permissions(value).map_err(|e| at(format!("permissions: {e}")))?,
-                        other => return Err(at(format!("unexpected FILE member `{other}`"))),
-                    }
-                }
-                (1, text("path")?)
-            }
-            other => return Err(at(format!("type {other:?}"))),
-        };
-        if let Some(previous) = &last {
-            // Byte order: String's Ord compares bytes.
-            if *previous >= sort_key {
-                return Err(at(format!("{sort_key:?} does not sort after {previous:?}")));
-            }
-        }
-        last = Some(sort_key);
-    }
-    Ok(())
-}
-
-fn check_ownership(value: &Json) -> Result<(), String> {
-    let keys = value.keys();
-    match value.get("policy").and_then(Json::str) {
-        Some("AlwaysSetExplicit" | "KeepOrSetExplicit") => {
-            if keys != ["policy", "value"] {
-                return Err(format!("members {keys:?}, not [policy, value]"));
-            }
-            match value.get("value").and_then(Json::str) {
-                Some(v) if !v.is_empty() => Ok(()),
-                _ => Err("`value` is not a non-empty string".into()),
-            }
-        }
-        Some("AlwaysSetInherited" | "KeepOrSetInherited") if keys == ["policy"] => Ok(()),
-        _ => Err(format!("not an ownership of SPEC §1: {value:?}")),
-    }
-}
-
-fn check_permissions(value: &Json) -> Result<(), String> {
-    if value.keys() != ["policy", "mode"] {
-        return Err(format!("members {:?}, not [policy, mode]", value.keys()));
-    }
-    if !matches!(value.get("policy").and_then(Json::str), Some("AlwaysSet" | "KeepOrSet")) {
-        return Err(format!("policy {:?}", value.get("policy")));
-    }
-    match value.get("mode").and_then(Json::str) {
-        Some(mode) if mode.len() == 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) => Ok(()),
-        other => Err(format!("mode {other:?} is not four octal digits")),
-    }
-}
-
-/// `{"type":"ENV","key":K,"value":V}` as the wire has it.
-pub fn env_item(key: &str, value: &str) -> String {
-    format!(
-        r#"{{"type":"ENV","key":{},"value":{}}}"#,
-        Value::from(key),
-        Value::from(value)
-    )
-}
-
-/// `{"secrets":[items...]}`.
-pub fn secrets_body(items: &[String]) -> String {
-    format!(r#"{{"secrets":[{}]}}"#, items.join(","))
-}
-
-/// The items of `{"secrets":[...]}` as their JSON texts, re-serialised in order from an
-/// order-keeping parse (so a mismatch names the item).
-pub fn split_items(body: &str) -> Vec<String> {
-    let inner = body
-        .strip_prefix(r#"{"secrets":["#)
-        .and_then(|b| b.strip_suffix("]}"))
-        .unwrap_or_else(|| panic!("not {{\"secrets\":[...]}}: {body}"));
-    // Items are objects; split at `},{` outside strings.
-    let (mut items, mut depth, mut in_string, mut escaped, mut start) = (Vec::new(), 0, false, false, 0);
-    for (i, c) in inner.char_indices() {
-        match (in_string, escaped, c) {
-            (true, true, _) => escaped = false,
-            (true, false, '\\') => escaped = true,
-            (true, false, '"') => in_string = false,
-            (false, _, '"') => in_string = true,
-            (false, _, '{') => depth += 1,
-            (false, _, '}') => {
-                depth -= 1;
-                if depth == 0 {
-                    items.push(inner[start..=i].to_owned());
-                    start = i + 2;
-                }
-            }
-            _ => {}
-        }
-    }
-    items
-}
-
-#[test]
-fn the_shape_checker_refuses_what_the_spec_does_not_allow() {
-    // The checker is part of the tests: make sure it can fail.
-    let bad = [
-        r#"{"secrets":[],"x":1}"#,
-        r#"{"secrets":[{"type":"ENV","value":"v","key":"K"}]}"#,
-        r#"{"secrets":[{"type":"FILE","path":"/a","data":"x","owner":null}]}"#,
-        r#"{"secrets":[{"type":"FILE","path":"/a","data":"x","permissions":{"policy":"AlwaysSet","mode":"400"}}]}"#,
-        r#"{"secrets":[{"type":"FILE","path":"/a","data":"x","owner":{"policy":"AlwaysSetInherited","value":"1"}}]}"#,
-        r#"{"secrets":[{"type":"FILE","path":"/a","data":"%%%","encoding":"base64"}]}"#,
-        r#"{"secrets":[{"type":"FILE","path":"/a","data":"x"},{"type":"ENV","key":"K","value":"v"}]}"#,
-        r#"{"secrets":[{"type":"ENV","key":"b","value":"v"},{"type":"ENV","key":"a","value":"v"}]}"#,
-        r#"{"secrets":[{"type":"ENV","key":"a","value":"v"},{"type":"ENV","key":"a","value":"v"}]}"#,
-    ];
-    for body in bad {
-        assert!(check_answer(body).is_err(), "the checker accepts {body}");
-    }
-    let good = r#"{"secrets":[{"type":"ENV","key":"A","value":"1"},{"type":"ENV","key":"a","value":"2"},{"type":"FILE","path":"/a","data":"AA==","encoding":"base64","owner":{"policy":"KeepOrSetExplicit","value":"app"},"group":{"policy":"AlwaysSetInherited"},"permissions":{"policy":"KeepOrSet","mode":"0640"}}]}"#;
-    check_answer(good).unwrap();
-    check_answer(r#"{"secrets":[]}"#).unwrap();
 }

@@ -5,3 +5,4 @@ mod golden;
 mod helpers;
 mod policy;
 mod protocol;
+mod shape;

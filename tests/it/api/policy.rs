@@ -68,7 +68,7 @@ env = { GLOBS_AROUND = { value = "1" } }
 
 #[tokio::test]
 async fn exact_and_glob_selectors_on_each_field_and_missing_fields_mean_any() {
-    let app = TestApp::serve(SELECTORS).await;
+    let app = serve_app(SELECTORS).await;
     let everyone = ["ALL_STARS", "NO_FIELDS"];
     let cases: [(&str, Wl<'_>, &[&str]); 8] = [
         (
@@ -221,7 +221,7 @@ async fn the_more_specific_grant_wins_whatever_the_order_of_grants() {
         ] {
             let policy = envoi::policy::load_str("specificity.toml", &policy, None)
                 .unwrap_or_else(|e| panic!("{case} ({order}): {e}\n{policy}"));
-            let app = TestApp::spawn(policy).await;
+            let app = spawn_app(policy).await;
             let got = app.env_for(workload).await;
             let want: Vec<(String, String)> = [("WHO", "winner"), ("loser", "yes"), ("winner", "yes")]
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -273,7 +273,7 @@ env = { JOBS = { value = "1" } }
 
 #[tokio::test]
 async fn every_matching_grant_applies_and_the_most_specific_gives_each_item() {
-    let app = TestApp::serve(LAYERS).await;
+    let app = serve_app(LAYERS).await;
     let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
     let cases = [
         (
@@ -347,7 +347,7 @@ value = "9"
 name = "env, in no order"
 env = { _Z = { value = "10" }, a = { value = "11" }, Z = { value = "12" }, B = { value = "13" } }
 "#;
-    let app = TestApp::serve(policy).await;
+    let app = serve_app(policy).await;
     let body = app.answer_for(wl("p", "t", "i")).await;
     let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
     let want = secrets_body(&[
@@ -448,7 +448,7 @@ path = "/f/13-base64-asked"
 value = "hi"
 encoding = "base64"
 "#;
-    let app = TestApp::serve(policy).await;
+    let app = serve_app(policy).await;
     let body = app.answer_for(wl("any", "any", "any")).await;
     let items = [
         r#"{"type":"FILE","path":"/f/01-plain","data":"x"}"#,
@@ -529,17 +529,17 @@ secret = "db_password"
     let policy_file = dir.path().join("policy.toml");
     write(&policy_file, policy.as_bytes());
     let loaded = load_path(&policy_file).unwrap_or_else(|e| panic!("{e}"));
-    let app = TestApp::spawn(loaded).await;
+    let app = spawn_app(loaded).await;
     assert_eq!(app.answer_for(wl("p", "t", "i")).await, want, "load_path");
 
     // From a folder of policies.
     let loaded = load_path(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let app = TestApp::spawn(loaded).await;
+    let app = spawn_app(loaded).await;
     assert_eq!(app.answer_for(wl("p", "t", "i")).await, want, "load_path of the folder");
 
     // From text, with the folder given.
     let loaded = load_str("inline.toml", &policy, Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));
-    let app = TestApp::spawn(loaded).await;
+    let app = spawn_app(loaded).await;
     assert_eq!(app.answer_for(wl("p", "t", "i")).await, want, "load_str with a base");
 }
 
@@ -560,7 +560,7 @@ path = "/etc/sentry"
 env = "{dsn_var}"
 "#
     );
-    let app = TestApp::serve(&policy).await;
+    let app = serve_app(&policy).await;
     let want = secrets_body(&[
         env_item("INLINE", inline),
         env_item("SENTRY_DSN", dsn),
@@ -591,7 +591,7 @@ template = "id=${nfObjectId}"
 encoding = "base64"
 mode = "0440"
 "#;
-    let app = TestApp::serve(policy).await;
+    let app = serve_app(policy).await;
     let file = |data: &str| {
         format!(
             r#"{{"type":"FILE","path":"/etc/who","data":{}}}"#,
@@ -649,7 +649,7 @@ async fn values_are_escaped_as_json_strings() {
 [[grants]]
 env = { QUOTES = { value = "a \"quoted\" \\ back\\slash" }, LINES = { value = "one\ntwo\ttab" }, UNICODE = { value = "clé ключ 🔑" }, CONTROL = { value = "\u0001\u001f" } }
 "#;
-    let app = TestApp::serve(policy).await;
+    let app = serve_app(policy).await;
     let got = app.env_for(wl("p", "t", "i")).await;
     let want: Vec<(String, String)> = [
         ("CONTROL", "\u{1}\u{1f}"),
@@ -771,12 +771,12 @@ value = "second"
         }
     }
     // And they serve.
-    let app = TestApp::serve(cases[0].1).await;
+    let app = serve_app(cases[0].1).await;
     assert_eq!(
         app.answer_for(wl("billing", "t", "i")).await,
         secrets_body(&[env_item("K", "same")])
     );
-    let app = TestApp::serve(cases[2].1).await;
+    let app = serve_app(cases[2].1).await;
     assert_eq!(
         app.answer_for(wl("a-x", "t", "i")).await,
         secrets_body(&[env_item("K", "first")])

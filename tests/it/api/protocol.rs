@@ -37,7 +37,7 @@ const EXPECTED: &str = concat!(
 );
 
 async fn app() -> TestApp {
-    TestApp::serve(POLICY).await
+    serve_app(POLICY).await
 }
 
 /// What no error body may contain: the token and its parts, the claims, the values.
@@ -266,11 +266,11 @@ async fn tokens_that_are_missing_malformed_expired_or_badly_signed_get_401() {
         // Algorithms: only HS256.
         (
             "alg none without signature".into(),
-            bearer(&format!("{}.{c}.", b64url(br#"{"alg":"none","typ":"JWT"}"#))),
+            bearer(&format!("{}.{c}.", b64(br#"{"alg":"none","typ":"JWT"}"#))),
         ),
         (
             "alg none, two segments".into(),
-            bearer(&format!("{}.{c}", b64url(br#"{"alg":"none"}"#))),
+            bearer(&format!("{}.{c}", b64(br#"{"alg":"none"}"#))),
         ),
         (
             "alg none with an HMAC signature".into(),
@@ -518,7 +518,7 @@ async fn a_header_or_claims_that_are_json_arrays_get_401() {
 
 #[tokio::test]
 async fn any_configured_key_verifies_so_keys_can_rotate() {
-    let app = TestApp::spawn_with(Some(load(POLICY)), &[KEY, OLD_KEY]).await;
+    let app = spawn_app_with(Some(load(POLICY)), &[KEY, OLD_KEY]).await;
     for (case, key) in [("the current key", KEY), ("the previous key", OLD_KEY)] {
         let reply = app.get_secrets(&token_for_with_key(WORKLOAD, key)).await;
         assert_served(case, &reply, EXPECTED);
@@ -528,7 +528,7 @@ async fn any_configured_key_verifies_so_keys_can_rotate() {
     assert_unauthorized("a third key", &reply, &[&stranger]);
 
     // Once the previous key is dropped, its tokens no longer verify.
-    let app = TestApp::spawn_with(Some(load(POLICY)), &[KEY]).await;
+    let app = spawn_app_with(Some(load(POLICY)), &[KEY]).await;
     let old = token_for_with_key(WORKLOAD, OLD_KEY);
     assert_unauthorized("the dropped key", &app.get_secrets(&old).await, &[&old]);
 }
@@ -536,7 +536,7 @@ async fn any_configured_key_verifies_so_keys_can_rotate() {
 #[tokio::test]
 async fn a_key_is_the_utf8_bytes_of_the_shared_secret() {
     const UNICODE_KEY: &str = "fake-clé-ünïcode-ключ";
-    let app = TestApp::spawn_with(Some(load(POLICY)), &[UNICODE_KEY]).await;
+    let app = spawn_app_with(Some(load(POLICY)), &[UNICODE_KEY]).await;
     let reply = app.get_secrets(&token_for_with_key(WORKLOAD, UNICODE_KEY)).await;
     assert_served("a non-ASCII key", &reply, EXPECTED);
     let ascii_only: String = UNICODE_KEY.chars().filter(char::is_ascii).collect();
@@ -599,7 +599,7 @@ async fn health_and_readiness_with_a_policy() {
 
 #[tokio::test]
 async fn without_a_policy_envoi_is_alive_but_not_ready_and_answers_503() {
-    let app = TestApp::spawn_with(None, &[KEY]).await;
+    let app = spawn_app_with(None, &[KEY]).await;
     let health = app.request(Method::GET, "/healthz", &[]).await;
     assert_eq!(health.status, 200, "/healthz: {}", health.text());
 

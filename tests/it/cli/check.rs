@@ -1,7 +1,7 @@
 //! `envoi check`: loads configuration and policy as `serve` would, exit 0 or every
 //! problem named (SPEC §4, §5), and the layering of configuration sources.
 
-use super::support::{example_policy, toml_string, Ran, Workspace};
+use crate::support::{example_policy, toml_string, Ran, Workspace};
 
 /// A policy with three kinds of problem that only the compiler can find: an
 /// equal-specificity conflict, an undefined secret and an unset variable.
@@ -37,7 +37,7 @@ env = { LOG_LEVEL = { value = "info" } }
 #[test]
 fn check_accepts_a_config_that_points_at_the_example_policy() {
     let ws = Workspace::new();
-    let config = ws.config("check-key", &example_policy());
+    let config = ws.config_with_key("check-key", &example_policy());
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).success();
     ran.stdout_names("ok:").stdout_names("1 signing key(s)");
 }
@@ -46,7 +46,7 @@ fn check_accepts_a_config_that_points_at_the_example_policy() {
 fn check_names_both_grants_of_an_equal_specificity_conflict() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", BROKEN_POLICY);
-    let config = ws.config("check-key", &policy);
+    let config = ws.config_with_key("check-key", &policy);
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     let conflict = ran
         .stderr
@@ -64,7 +64,7 @@ fn check_names_both_grants_of_an_equal_specificity_conflict() {
 fn check_names_every_problem_of_a_policy_at_once() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", BROKEN_POLICY);
-    let config = ws.config("check-key", &policy);
+    let config = ws.config_with_key("check-key", &policy);
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     ran.stderr_names("pay-prefix")
         .stderr_names("no_such_secret")
@@ -83,7 +83,7 @@ fn check_names_an_unknown_key_in_the_policy_and_where_it_stands() {
         "policy.toml",
         "[[grants]]\nname = \"web\"\nproject = \"web\"\ncolour = \"blue\"\nenv = { A = { value = \"x\" } }\n",
     );
-    let config = ws.config("check-key", &policy);
+    let config = ws.config_with_key("check-key", &policy);
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     ran.stderr_names("colour").stderr_names("policy.toml:4");
 }
@@ -92,7 +92,7 @@ fn check_names_an_unknown_key_in_the_policy_and_where_it_stands() {
 fn check_names_an_unknown_key_in_a_secret_definition() {
     let ws = Workspace::new();
     let policy = ws.write("policy.toml", "[secrets.db]\nvalu = \"typo\"\n");
-    let config = ws.config("check-key", &policy);
+    let config = ws.config_with_key("check-key", &policy);
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     ran.stderr_names("valu");
 }
@@ -146,7 +146,7 @@ fn check_fails_on_a_config_file_that_does_not_exist() {
 #[test]
 fn check_names_a_policy_file_that_does_not_exist() {
     let ws = Workspace::new();
-    let config = ws.config("check-key", &ws.path().join("nowhere.toml"));
+    let config = ws.config_with_key("check-key", &ws.path().join("nowhere.toml"));
     let ran = Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     ran.stderr_names("nowhere.toml");
 }
@@ -206,7 +206,7 @@ fn envoi_store_path_overrides_the_config_file() {
     let ws = Workspace::new();
     let broken = ws.write("broken.toml", BROKEN_POLICY);
     let good = ws.write("good.toml", GOOD_POLICY);
-    let config = ws.config("check-key", &broken);
+    let config = ws.config_with_key("check-key", &broken);
     // The file alone fails; the variable wins over it.
     Ran::of(ws.envoi(["check", "--config"]).arg(&config)).failure();
     let ran = Ran::of(
@@ -221,7 +221,7 @@ fn envoi_store_path_overrides_the_config_file() {
 #[test]
 fn envoi_config_variable_names_the_config_file() {
     let ws = Workspace::new();
-    let config = ws.config("check-key", &example_policy());
+    let config = ws.config_with_key("check-key", &example_policy());
     Ran::of(ws.envoi(["check"]).env("ENVOI_CONFIG", &config)).success();
 }
 

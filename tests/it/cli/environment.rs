@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt as _;
 
-use super::support::{example_policy, jwt, Ran, Server, Workspace};
+use crate::support::{example_policy, jwt, Ran, Server, Workspace};
 
 const SECRET: &str = "secret-bytes-4e1d7a";
 
@@ -25,7 +25,7 @@ fn assert_no_panic(ran: &Ran) {
 #[test]
 fn a_variable_that_is_not_utf8_and_not_envois_changes_no_command() {
     let ws = Workspace::new();
-    ws.config("environment-test-key", &example_policy());
+    ws.config_with_key("environment-test-key", &example_policy());
     let workload = ["--project", "billing", "--type", "service", "--id", "api"];
     let commands: [&[&str]; 3] = [&["check"], &["token"], &["explain"]];
     for command in commands {
@@ -44,14 +44,13 @@ fn a_variable_that_is_not_utf8_and_not_envois_changes_no_command() {
 #[tokio::test]
 async fn serve_starts_and_answers_beside_a_variable_that_is_not_utf8() {
     let ws = Workspace::new();
-    ws.config("environment-test-key", &example_policy());
+    ws.config_with_key("environment-test-key", &example_policy());
     let value = not_utf8(SECRET);
     let mut server = Server::start_with(
         ws.path(),
         &["serve", "--config", "envoi.toml"],
         &[("SOME_TOKEN", value.as_os_str())],
-    )
-    .await;
+    );
     let now = jwt::now();
     let token = jwt::sign(
         "environment-test-key",
@@ -64,14 +63,14 @@ async fn serve_starts_and_answers_beside_a_variable_that_is_not_utf8() {
         .await
         .expect("GET /");
     assert_eq!(response.status(), 200);
-    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
     assert!(!server.output().contains(SECRET), "{}", server.output());
 }
 
 #[test]
 fn a_setting_whose_variable_is_not_utf8_is_named_and_never_shown() {
     let ws = Workspace::new();
-    ws.config("environment-test-key", &example_policy());
+    ws.config_with_key("environment-test-key", &example_policy());
     for var in [
         "ENVOI__AUTH__SECRETS",
         "ENVOI__SERVER__LISTEN",
@@ -90,7 +89,7 @@ fn a_setting_whose_variable_is_not_utf8_is_named_and_never_shown() {
 #[test]
 fn a_database_url_that_is_not_utf8_is_named_and_never_shown() {
     let ws = Workspace::new();
-    ws.config("environment-test-key", &example_policy());
+    ws.config_with_key("environment-test-key", &example_policy());
     let url = not_utf8(&format!("postgres://envoi:{SECRET}@db/envoi"));
     let ran = Ran::of(
         ws.envoi(["check", "--config", "envoi.toml"])
@@ -114,7 +113,7 @@ fn a_policy_env_source_that_is_not_utf8_is_named_for_an_env_item_and_kept_for_a_
         "env-item.toml",
         "[[grants]]\nproject = \"*\"\nenv = { TOKEN = { env = \"ENVOI_TEST_BYTES\" } }\n",
     );
-    ws.config("environment-test-key", &policy);
+    ws.config_with_key("environment-test-key", &policy);
     let ran = Ran::of(
         ws.envoi(["check", "--config", "envoi.toml"])
             .env("ENVOI_TEST_BYTES", bytes()),
@@ -129,7 +128,7 @@ fn a_policy_env_source_that_is_not_utf8_is_named_for_an_env_item_and_kept_for_a_
         "file-item.toml",
         "[[grants]]\nproject = \"*\"\n[[grants.files]]\npath = \"/run/token\"\nenv = \"ENVOI_TEST_BYTES\"\n",
     );
-    ws.config("environment-test-key", &policy);
+    ws.config_with_key("environment-test-key", &policy);
     let ran = Ran::of(
         ws.envoi(["explain", "--config", "envoi.toml", "--show-values"])
             .args(["--project", "p", "--type", "t", "--id", "i"])

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::support::{Ran, Workspace};
+use crate::support::{Ran, Workspace};
 
 const POLICY: &str = r#"
 [secrets.team_password]
@@ -58,7 +58,7 @@ fn workspace() -> Workspace {
     ws.write("policy/secrets/team.txt", "file-value-9c2d");
     ws.write("policy/secrets/cert.der", [0xff, 0x00, 0x01]);
     let policy = ws.write("policy/main.toml", POLICY);
-    ws.config("explain-key", &policy);
+    ws.config_with_key("explain-key", &policy);
     ws
 }
 
@@ -191,7 +191,7 @@ fn explain_does_not_need_a_signing_key() {
         "envoi.toml",
         format!(
             "[store]\npath = {}\n",
-            super::support::toml_string(&policy.display().to_string())
+            crate::support::toml_string(&policy.display().to_string())
         ),
     );
     let ran = Ran::of(
@@ -209,7 +209,7 @@ fn explain_refuses_a_broken_policy_naming_the_problem() {
         "policy.toml",
         "[[grants]]\nproject = \"a\"\nenv = { X = \"undefined_secret\" }\n",
     );
-    let config = ws.config("k", &policy);
+    let config = ws.config_with_key("k", &policy);
     let ran = Ran::of(
         ws.envoi(["explain", "--project", "a", "--type", "t", "--id", "i", "--config"])
             .arg(&config),

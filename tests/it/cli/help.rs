@@ -1,6 +1,6 @@
 //! `--help` on the binary and on each subcommand (SPEC §4: clap's conventions).
 
-use super::support::{Ran, Workspace};
+use crate::support::{Ran, Workspace};
 
 #[test]
 fn envoi_help_lists_every_subcommand() {

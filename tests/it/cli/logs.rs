@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::support::{jwt, Server, Workspace};
+use crate::support::{jwt, Server, Workspace};
 
 const SIGNING_KEY: &str = "signing-key-never-logged-0c7e5d94";
 const OTHER_KEY: &str = "attacker-key-1b3f9e";
@@ -41,7 +41,7 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
     let ws = Workspace::new();
     ws.write("secrets/db_password", format!("{FROM_FILE}\n"));
     let policy = ws.write("policy.toml", POLICY);
-    ws.config(SIGNING_KEY, &policy);
+    ws.config_with_key(SIGNING_KEY, &policy);
     let mut server = Server::start(
         ws.path(),
         &["serve", "--config", "envoi.toml"],
@@ -50,8 +50,7 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
             ("ENVOI__LOG__LEVEL", "debug"),
             ("ENVOI_TEST_LEAK_VARIABLE", FROM_ENV),
         ],
-    )
-    .await;
+    );
 
     let now = jwt::now();
     let valid = jwt::sign(SIGNING_KEY, &jwt::claims("leak", "service", "api", now, now + 600));
@@ -106,7 +105,7 @@ async fn logs_at_debug_level_carry_the_audit_trail_and_no_secret_token_or_key() 
         assert!(delivered.contains(value), "{value} was served: {delivered}");
     }
 
-    let status = server.terminate().await;
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0), "{}", server.output());
     let (stdout, stderr) = (server.stdout(), server.stderr());
     let everything = format!("{stdout}\n{stderr}");
@@ -189,10 +188,10 @@ env = { MODE = { value = "production" } }
 "#;
 
 /// `envoi serve` on [`PRETTY_POLICY`], with `env` added; the workspace must outlive it.
-async fn serve_acme(ws: &Workspace, env: &[(&str, &str)]) -> Server {
+fn serve_acme(ws: &Workspace, env: &[(&str, &str)]) -> Server {
     let policy = ws.write("policy.toml", PRETTY_POLICY);
-    ws.config(SIGNING_KEY, &policy);
-    Server::start(ws.path(), &["serve", "--config", "envoi.toml"], env).await
+    ws.config_with_key(SIGNING_KEY, &policy);
+    Server::start(ws.path(), &["serve", "--config", "envoi.toml"], env)
 }
 
 /// The status of `GET /` for the workload `acme/service/ID`.
@@ -256,7 +255,7 @@ fn assert_pretty_audit_line(line: &str, fields: &str) {
 #[tokio::test]
 async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
     let ws = Workspace::new();
-    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FLUSH_INTERVAL_MS", "60000")]).await;
+    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FLUSH_INTERVAL_MS", "60000")]);
     // A quote and a backslash in a claim are escaped, so a value cannot fake a field.
     let odd_id = r#"we"ird\id"#;
 
@@ -283,7 +282,7 @@ async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
     assert!(served_at < refused_at, "lines keep their order:\n{stderr}");
 
     assert_eq!(get_acme(&server, odd_id).await, 200);
-    let status = server.terminate().await;
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0), "{}", server.output());
     let stderr = server.stderr();
     let served: Vec<&str> = stderr.lines().filter(|l| l.contains("secrets served")).collect();
@@ -307,7 +306,7 @@ async fn pretty_audit_lines_are_batched_kept_in_order_and_written_at_exit() {
 #[tokio::test]
 async fn batched_audit_lines_are_written_within_the_interval() {
     let ws = Workspace::new();
-    let server = serve_acme(&ws, &[]).await;
+    let server = serve_acme(&ws, &[]);
     assert_eq!(get_acme(&server, "api").await, 200);
     let stderr = stderr_when(&server, |s| s.contains("secrets served")).await;
     assert!(stderr.contains("secrets served"), "no audit line within 2 s:\n{stderr}");
@@ -317,10 +316,10 @@ async fn batched_audit_lines_are_written_within_the_interval() {
 #[tokio::test]
 async fn json_audit_lines_escape_claims_and_parse_back_exactly() {
     let ws = Workspace::new();
-    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FORMAT", "json")]).await;
+    let mut server = serve_acme(&ws, &[("ENVOI__LOG__FORMAT", "json")]);
     let odd_id = r#"we"ird\id é {"x":1}"#;
     assert_eq!(get_acme(&server, odd_id).await, 200);
-    let status = server.terminate().await;
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0), "{}", server.output());
     let stderr = server.stderr();
     let lines: Vec<Value> = stderr
@@ -340,9 +339,9 @@ async fn json_audit_lines_escape_claims_and_parse_back_exactly() {
 }
 
 /// The `listening` line of `serve`: `server` started with `env`, stopped, its JSON lines.
-async fn listening_line(ws: &Workspace, env: &[(&str, &str)]) -> Value {
-    let mut server = serve_acme(ws, &[&[("ENVOI__LOG__FORMAT", "json")], env].concat()).await;
-    let status = server.terminate().await;
+fn listening_line(ws: &Workspace, env: &[(&str, &str)]) -> Value {
+    let mut server = serve_acme(ws, &[&[("ENVOI__LOG__FORMAT", "json")], env].concat());
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0), "{}", server.output());
     let stderr = server.stderr();
     stderr
@@ -354,18 +353,18 @@ async fn listening_line(ws: &Workspace, env: &[(&str, &str)]) -> Value {
 
 /// JSON lines carry values as JSON values: an address or null, not Rust's
 /// `Some(127.0.0.1:9090)` or `None`.
-#[tokio::test]
-async fn json_lines_write_an_address_or_null_and_never_rusts_debug() {
+#[test]
+fn json_lines_write_an_address_or_null_and_never_rusts_debug() {
     let ws = Workspace::new();
-    let line = listening_line(&ws, &[]).await;
+    let line = listening_line(&ws, &[]);
     assert_eq!(line["admin"], Value::Null, "{line}");
     assert!(
         line["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")),
         "{line}"
     );
 
-    let admin = format!("127.0.0.1:{}", super::support::free_port());
-    let line = listening_line(&ws, &[("ENVOI__SERVER__ADMIN_LISTEN", &admin)]).await;
+    let admin = format!("127.0.0.1:{}", crate::support::free_port());
+    let line = listening_line(&ws, &[("ENVOI__SERVER__ADMIN_LISTEN", &admin)]);
     assert_eq!(line["admin"], Value::String(admin), "{line}");
     assert!(!line.to_string().contains("Some("), "{line}");
 }

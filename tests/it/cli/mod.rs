@@ -1,8 +1,6 @@
 //! Black-box tests of the `envoi` binary: every test runs the built executable in a
 //! scratch folder with a clean environment, as an operator or the platform would.
 
-mod support;
-
 mod check;
 mod environment;
 mod explain;

@@ -5,7 +5,7 @@ use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 
-use super::support::{clean_command, Workspace};
+use crate::support::{clean_command, Workspace};
 
 #[test]
 fn a_command_whose_reader_goes_away_ends_quietly() {
@@ -17,7 +17,7 @@ fn a_command_whose_reader_goes_away_ends_quietly() {
         "policy.toml",
         format!("[[grants]]\nproject = \"*\"\nenv = {{ {} }}\n", keys.join(", ")),
     );
-    ws.config("pipe-test-key", &policy);
+    ws.config_with_key("pipe-test-key", &policy);
     let mut child = clean_command(ws.path())
         .args(["explain", "--config", "envoi.toml"])
         .args(["--project", "p", "--type", "t", "--id", "i"])
@@ -50,7 +50,7 @@ fn a_command_whose_reader_goes_away_ends_quietly() {
 #[test]
 fn every_command_that_prints_ends_quietly_when_its_reader_is_gone() {
     let ws = Workspace::new();
-    ws.config("pipe-test-key", &super::support::example_policy());
+    ws.config_with_key("pipe-test-key", &crate::support::example_policy());
     let workload = ["--project", "billing", "--type", "service", "--id", "api"];
     let commands: [&[&str]; 4] = [&["check"], &["token"], &["explain"], &["keygen"]];
     for command in commands {

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::support::{toml_string, Ran, Workspace};
+use crate::support::{toml_string, Ran, Workspace};
 
 const GRANT: &str = "[[grants]]\nproject = \"p\"\nenv = { A = { value = \"a\" } }\n";
 
 fn check(ws: &Workspace, policy: &std::path::Path) -> Ran {
-    let config = ws.config("check-key", policy);
+    let config = ws.config_with_key("check-key", policy);
     Ran::of(ws.envoi(["check", "--config"]).arg(&config))
 }
 
@@ -118,8 +118,8 @@ fn serve_refuses_a_fifo_file_source_instead_of_hanging() {
         .unwrap()
         .success());
     let policy = ws.write("policy.toml", policy_reading(&fifo));
-    let config = ws.config("serve-key", &policy);
-    let port = super::support::free_port();
+    let config = ws.config_with_key("serve-key", &policy);
+    let port = crate::support::free_port();
     let ran = Ran::of(
         ws.envoi(["serve", "--config"])
             .arg(&config)

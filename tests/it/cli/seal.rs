@@ -1,7 +1,7 @@
 //! Sealed values from the command line (SPEC §3, §4, §5): `keygen`, `seal`, `reseal`,
 //! and a policy that opens what they made.
 
-use super::support::{toml_string, Ran, Workspace};
+use crate::support::{toml_string, Ran, Workspace};
 
 const PLAINTEXT: &str = "sealed-plaintext-6a1f";
 

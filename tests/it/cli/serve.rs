@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::support::{jwt, Ran, Server, Workspace};
+use crate::support::{jwt, Ran, Server, Workspace};
 
 const POLICY: &str = r#"
 [secrets.db_password]
@@ -46,17 +46,16 @@ fn workspace() -> Workspace {
     ws.write("db_password.txt", "pw-from-file\n");
     ws.write("blob.bin", [0xff, 0x00, 0x01]);
     let policy = ws.write("policy.toml", POLICY);
-    ws.config(KEY, &policy);
+    ws.config_with_key(KEY, &policy);
     ws
 }
 
-async fn start(ws: &Workspace) -> Server {
+fn start(ws: &Workspace) -> Server {
     Server::start(
         ws.path(),
         &["serve", "--config", "envoi.toml"],
         &[("ENVOI_TEST_SERVE_DSN", DSN)],
     )
-    .await
 }
 
 /// A token from `envoi token`, as a developer would make one.
@@ -81,7 +80,7 @@ fn token(ws: &Workspace, project: &str, kind: &str, id: &str) -> String {
 #[tokio::test]
 async fn serve_answers_a_token_from_envoi_token_and_stops_with_status_0_on_sigterm() {
     let ws = workspace();
-    let mut server = start(&ws).await;
+    let mut server = start(&ws);
     let token = token(&ws, "billing", "service", "api");
 
     let response = reqwest::Client::new()
@@ -115,14 +114,14 @@ async fn serve_answers_a_token_from_envoi_token_and_stops_with_status_0_on_sigte
         ]})
     );
 
-    let status = server.terminate().await;
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop\n{}", server.output());
 }
 
 #[tokio::test]
 async fn serve_answers_health_readiness_and_refusals() {
     let ws = workspace();
-    let mut server = start(&ws).await;
+    let mut server = start(&ws);
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{}{path}", server.base));
 
@@ -166,7 +165,7 @@ async fn serve_answers_health_readiness_and_refusals() {
         assert!(!metrics.contains(name), "metrics name a workload ({name}):\n{metrics}");
     }
 
-    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
 }
 
 #[test]
@@ -176,7 +175,7 @@ fn serve_refuses_to_start_without_a_signing_key_and_names_the_setting() {
         "envoi.toml",
         format!(
             "[store]\npath = {}\n",
-            super::support::toml_string(&ws.path().join("policy.toml").display().to_string())
+            crate::support::toml_string(&ws.path().join("policy.toml").display().to_string())
         ),
     );
     let ran = Ran::of(
@@ -203,7 +202,7 @@ fn serve_refuses_to_start_on_a_policy_that_does_not_load() {
 #[tokio::test]
 async fn serve_dev_prints_a_curl_line_that_works() {
     let ws = Workspace::new();
-    let server = Server::start(ws.path(), &["serve", "--dev"], &[]).await;
+    let server = Server::start(ws.path(), &["serve", "--dev"], &[]);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let line = loop {
@@ -283,7 +282,7 @@ async fn eventually(server: &mut Server, what: &str, mut done: impl AsyncFnMut(&
 #[tokio::test]
 async fn sighup_does_not_stop_the_server() {
     let ws = workspace();
-    let mut server = start(&ws).await;
+    let mut server = start(&ws);
     server.signal("HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(server.is_running(), "SIGHUP stopped envoi\n{}", server.output());
@@ -293,13 +292,13 @@ async fn sighup_does_not_stop_the_server() {
         "{}",
         server.output()
     );
-    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
 }
 
 #[tokio::test]
 async fn an_edited_policy_is_served_without_a_restart_and_a_broken_edit_keeps_the_last_good_one() {
     let ws = workspace();
-    let mut server = start(&ws).await;
+    let mut server = start(&ws);
     assert_eq!(log_level(&server).await.as_deref(), Some("debug"));
 
     // A broken edit: the failure is logged, naming the problem, and the old policy serves.
@@ -328,13 +327,13 @@ async fn an_edited_policy_is_served_without_a_restart_and_a_broken_edit_keeps_th
         log_level(s).await.as_deref() == Some("trace")
     })
     .await;
-    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
 }
 
 #[tokio::test]
 async fn with_an_admin_listener_metrics_move_off_the_main_port() {
     let ws = workspace();
-    let admin_port = super::support::free_port();
+    let admin_port = crate::support::free_port();
     let admin_listen = format!("127.0.0.1:{admin_port}");
     let mut server = Server::start(
         ws.path(),
@@ -343,8 +342,7 @@ async fn with_an_admin_listener_metrics_move_off_the_main_port() {
             ("ENVOI_TEST_SERVE_DSN", DSN),
             ("ENVOI__SERVER__ADMIN_LISTEN", &admin_listen),
         ],
-    )
-    .await;
+    );
     let client = reqwest::Client::new();
     let admin = format!("http://{admin_listen}");
     let answered = |metrics: &str| -> u64 {
@@ -399,5 +397,5 @@ async fn with_an_admin_listener_metrics_move_off_the_main_port() {
         .unwrap();
     assert_eq!(secrets.status(), 404, "the admin listener serves no secrets");
 
-    assert_eq!(server.terminate().await.code(), Some(0), "{}", server.output());
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::support::{toml_string, Ran, Workspace};
+use crate::support::{toml_string, Ran, Workspace};
 
 /// A value that no message may quote: a secret pasted into the wrong setting.
 const VALUE: &str = "pasted-secret-0d6f2b";

@@ -6,10 +6,10 @@
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{clean_command, free_port, jwt, toml_string, Workspace};
+use crate::support::{jwt, toml_string, Server, Workspace};
 
 const KEY: &str = "tls-test-shared-secret";
 
@@ -70,25 +70,17 @@ fn curl(port: u16, ca: &Path, path: &str, extra: &[&str]) -> (i32, String) {
     )
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A running HTTPS server of one worker, with its certificate (which is its own CA).
 struct TlsServer {
-    server: Killed,
+    server: Server,
     port: u16,
     cert: PathBuf,
     key: PathBuf,
 }
 
 /// Starts `envoi serve` over TLS with `server_settings` added to its `[server]` table,
-/// and waits until it answers `/healthz` over HTTPS.
+/// and waits until it answers `/healthz` over HTTPS (a plain HTTP probe would count as a
+/// failed handshake).
 fn start_tls_server(ws: &Workspace, server_settings: &str) -> TlsServer {
     let (cert, key) = (ws.path().join("tls.crt"), ws.path().join("tls.key"));
     make_certificate(&cert, &key, "first");
@@ -96,11 +88,10 @@ fn start_tls_server(ws: &Workspace, server_settings: &str) -> TlsServer {
         "policy.toml",
         "[[grants]]\nproject = \"billing\"\nenv = { REGION = { value = \"eu-west\" } }\n",
     );
-    let port = free_port();
     let config = ws.write(
         "envoi.toml",
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n{server_settings}\n\n\
+            "[server]\nworkers = 1\n{server_settings}\n\n\
              [server.tls]\ncert = {}\nkey = {}\n\n[auth]\nsecrets = [{}]\n\n[store]\npath = {}\n",
             toml_string(&cert.display().to_string()),
             toml_string(&key.display().to_string()),
@@ -108,28 +99,15 @@ fn start_tls_server(ws: &Workspace, server_settings: &str) -> TlsServer {
             toml_string(&policy.display().to_string()),
         ),
     );
-    let child = clean_command(ws.path())
+    let server = Server::launch(ws.path())
         .arg("--config")
         .arg(&config)
         .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("envoi starts");
-    let server = Killed(child);
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while curl(port, &cert, "/healthz", &[]).0 != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "envoi answered no HTTPS /healthz within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .ready_when(|server| curl(server.port, &cert, "/healthz", &[]).0 == 0)
+        .start();
     TlsServer {
+        port: server.port,
         server,
-        port,
         cert,
         key,
     }
@@ -168,11 +146,7 @@ fn serves_https_with_its_own_certificate_refuses_old_tls_and_reloads_the_certifi
 
     // A new certificate, then SIGHUP: new handshakes present it, with no restart.
     make_certificate(&cert, &key, "second");
-    let status = Command::new("kill")
-        .args(["-HUP", &server.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     while curl(port, &cert, "/healthz", &[]).0 != 0 {
         assert!(
@@ -187,10 +161,7 @@ fn serves_https_with_its_own_certificate_refuses_old_tls_and_reloads_the_certifi
         "the old certificate is no longer presented"
     );
     let mut server = server;
-    assert!(
-        server.0.try_wait().expect("poll").is_none(),
-        "SIGHUP does not stop the server"
-    );
+    assert!(server.is_running(), "SIGHUP does not stop the server");
 }
 
 /// A connection from 127.0.0.1 that stalls in the handshake: silent, or having sent the

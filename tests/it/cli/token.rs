@@ -1,7 +1,7 @@
 //! `envoi token`: a token signed with the first configured key (SPEC §4), checked here
 //! with an HMAC-SHA256 of our own.
 
-use super::support::{example_policy, jwt, toml_string, Ran, Workspace};
+use crate::support::{example_policy, jwt, toml_string, Ran, Workspace};
 
 fn mint(ws: &Workspace, ttl: &[&str]) -> Ran {
     Ran::of(
@@ -24,7 +24,7 @@ fn mint(ws: &Workspace, ttl: &[&str]) -> Ran {
 #[test]
 fn token_prints_an_hs256_token_that_verifies_with_the_configured_key() {
     let ws = Workspace::new();
-    ws.config("token-test-key-a1", &example_policy());
+    ws.config_with_key("token-test-key-a1", &example_policy());
     let before = jwt::now();
     let ran = mint(&ws, &["--ttl", "15m"]);
     let token = ran.last_line();
@@ -49,7 +49,7 @@ fn token_prints_an_hs256_token_that_verifies_with_the_configured_key() {
 #[test]
 fn token_lasts_one_hour_by_default() {
     let ws = Workspace::new();
-    ws.config("token-test-key-a1", &example_policy());
+    ws.config_with_key("token-test-key-a1", &example_policy());
     let ran = mint(&ws, &[]);
     let (_, claims) = jwt::verify(ran.last_line(), "token-test-key-a1").unwrap();
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
@@ -107,7 +107,7 @@ fn token_uses_a_key_from_envoi_auth_secrets() {
 #[test]
 fn token_warns_when_the_ttl_exceeds_the_maximum_lifetime() {
     let ws = Workspace::new();
-    ws.config("token-test-key-a1", &example_policy());
+    ws.config_with_key("token-test-key-a1", &example_policy());
     let ran = mint(&ws, &["--ttl", "8d"]);
     ran.stderr_names("auth.max_lifetime_seconds");
     jwt::verify(ran.last_line(), "token-test-key-a1").unwrap_or_else(|e| panic!("{e}\n{ran}"));
@@ -116,7 +116,7 @@ fn token_warns_when_the_ttl_exceeds_the_maximum_lifetime() {
 #[test]
 fn token_refuses_a_ttl_that_is_not_a_duration() {
     let ws = Workspace::new();
-    ws.config("token-test-key-a1", &example_policy());
+    ws.config_with_key("token-test-key-a1", &example_policy());
     for ttl in ["0", "15x", "soon", "1w"] {
         let ran = Ran::of(ws.envoi([
             "token",

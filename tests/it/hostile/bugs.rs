@@ -6,11 +6,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cases::head_of_size;
-use super::support::*;
+use super::fixture::*;
+use crate::support::workspace::{clean_environment, Workspace, ENVOI};
 
 #[test]
 fn a_40_kib_request_head_is_refused() {
-    let server = Server::start();
+    let server = start_server();
     match server.exchange(head_of_size(&good_token(), 40).as_bytes()) {
         Outcome::Answer(answer) => assert!(
             [400, 431].contains(&answer.status),
@@ -25,18 +26,19 @@ fn a_40_kib_request_head_is_refused() {
 /// Runs `envoi check` on `policy` under a 2 GB address-space limit; gives how it ended
 /// (None: still running after `limit`, then killed) and what it printed.
 fn check_policy(policy: &str, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::write(dir.path().join("policy.toml"), policy).expect("the policy is written");
-    std::fs::write(
-        dir.path().join("envoi.toml"),
+    let ws = Workspace::new();
+    ws.write("policy.toml", policy);
+    let config = ws.write(
+        "envoi.toml",
         "[auth]\nsecrets = [\"hostile-check-key\"]\n[store]\npath = \"policy.toml\"\n",
-    )
-    .expect("the config is written");
-    let mut child = Command::new("sh")
+    );
+    let mut shell = Command::new("sh");
+    shell
         .arg("-c")
         .arg(r#"ulimit -v 2000000; exec "$0" check --config "$1""#)
-        .arg(env!("CARGO_BIN_EXE_envoi"))
-        .arg(dir.path().join("envoi.toml"))
+        .arg(ENVOI)
+        .arg(&config);
+    let mut child = clean_environment(shell, ws.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::support::*;
+use super::fixture::*;
 
 /// What a correct server answers.
 #[derive(Debug, Clone)]
@@ -398,7 +398,7 @@ pub fn all() -> Vec<Case> {
     cases.push(refused("claims are JSON null", jwt(HS256, "null")));
     cases.push(refused(
         "claims are invalid UTF-8",
-        jwt_bytes(
+        sign_bytes(
             MacAlg::Sha256,
             KEY.as_bytes(),
             HS256.as_bytes(),
@@ -411,7 +411,7 @@ pub fn all() -> Vec<Case> {
         bytes[at] = 0xff;
         cases.push(refused(
             "a claim string with an invalid UTF-8 byte",
-            jwt_bytes(MacAlg::Sha256, KEY.as_bytes(), HS256.as_bytes(), &bytes),
+            sign_bytes(MacAlg::Sha256, KEY.as_bytes(), HS256.as_bytes(), &bytes),
         ));
     }
     cases.push(refused(

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use super::cases::{Case, Request, Want};
-use super::support::*;
+use super::fixture::*;
 
 /// 2023-11-14T22:13:20Z.
 const NOW: i64 = 1_700_000_000;
@@ -89,7 +89,7 @@ fn time_limits_hold_to_the_second_at_a_fixed_clock() {
 
 #[test]
 fn without_leeway_the_clock_edges_hold_over_http() {
-    let server = Server::start_with(0, &Edges::default());
+    let server = start_server_with(0, &Edges::default());
     let cases = [
         case("leeway 0: exp = now is refused", Want::Refused, || {
             jwt(HS256, &claims_with(|c| shift(c, "exp", 0)))

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use envoi::http::limit::FailureLimiter;
 use envoi::startup::{Edges, Limits};
 
-use super::support::*;
+use super::fixture::*;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long past the request timeout a cut may take on a busy machine.
 const GRACE: Duration = Duration::from_millis(2500);
 
-fn short_timeout_server() -> Server {
-    Server::start_with(
+fn short_timeout_server() -> TestApp {
+    start_server_with(
         LEEWAY as u64,
         &Edges {
             limits: Limits {
@@ -29,7 +29,7 @@ fn short_timeout_server() -> Server {
 }
 
 /// An honest request on its own connection is served in full.
-fn assert_honest_request_served(server: &Server, context: &str) {
+fn assert_honest_request_served(server: &TestApp, context: &str) {
     let started = Instant::now();
     match server.get_bearer(&good_token()) {
         Outcome::Answer(answer) => {
@@ -157,7 +157,7 @@ fn a_head_dribbled_byte_by_byte_is_cut_off() {
 #[test]
 fn three_hundred_idle_connections_do_not_stop_honest_requests() {
     // The default limits: a 5 s request timeout, so the flood stays open throughout.
-    let server = Server::start();
+    let server = start_server();
     let mut flood: Vec<TcpStream> = (0..300).map(|_| server.connect()).collect();
     for (n, stream) in flood.iter_mut().enumerate() {
         // Half of them idle silently, half stall after a partial head.
@@ -190,7 +190,7 @@ fn three_hundred_idle_connections_do_not_stop_honest_requests() {
 #[test]
 fn failed_authentications_are_limited_per_peer_whatever_forwarded_headers_say() {
     const LIMIT: u32 = 5;
-    let server = Server::start_limited(
+    let server = start_server_limited(
         LEEWAY as u64,
         &Edges::default(),
         Some(FailureLimiter::new(LIMIT, Vec::new())),
@@ -243,7 +243,7 @@ fn failed_authentications_are_limited_per_peer_whatever_forwarded_headers_say() 
 
 #[test]
 fn pipelined_requests_get_their_own_answers_in_order() {
-    let server = Server::start();
+    let server = start_server();
     let admin = token_for(["admin", "job", "root"]);
     let request = |token: &str, last: bool| {
         format!(

@@ -12,7 +12,7 @@ mod bugs;
 mod cases;
 mod clock;
 mod edges;
-mod support;
+mod fixture;
 
 use std::collections::HashSet;
 
@@ -21,7 +21,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use cases::{Case, Request, Want};
-use support::*;
+use fixture::*;
 
 /// The only bodies an error answer may have: short, generic, fixed.
 const GENERIC_BODIES: [&str; 6] = [
@@ -194,7 +194,7 @@ fn check(case: &Case, outcome: &Outcome, needles: &[Vec<u8>]) -> Result<(), Stri
 }
 
 /// Sends one case; returns the token sent, if any, for the log check.
-fn send(server: &Server, case: &Case) -> (Outcome, Option<String>) {
+fn send(server: &TestApp, case: &Case) -> (Outcome, Option<String>) {
     match &case.request {
         Request::Bearer(token) => (server.get_bearer(token), Some(token.clone())),
         Request::Timed(mint) => {
@@ -211,7 +211,7 @@ fn send(server: &Server, case: &Case) -> (Outcome, Option<String>) {
 }
 
 /// Sends one case and checks its answer; gives the token sent, if any.
-fn run(server: &Server, case: &Case) -> (Result<(), String>, Option<String>) {
+fn run(server: &TestApp, case: &Case) -> (Result<(), String>, Option<String>) {
     let (outcome, token) = send(server, case);
     let needles = needles(case, token.as_deref());
     (check(case, &outcome, &needles), token)
@@ -219,7 +219,7 @@ fn run(server: &Server, case: &Case) -> (Result<(), String>, Option<String>) {
 
 #[test]
 fn every_hostile_request_gets_its_answer_and_nothing_is_echoed() {
-    let server = Server::start();
+    let server = start_server();
     let cases = cases::all();
     assert!(cases.len() >= 45, "only {} cases", cases.len());
     println!("{} hostile cases", cases.len());

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{Db, Env, Server};
+use super::db::Db;
+use super::env::Env;
 
 /// The tables `db migrate` creates.
 const TABLES: [&str; 4] = [
@@ -233,15 +234,15 @@ fn grants_add_list_serve_and_remove() {
         .never_shows("pw-value-1")
         .never_shows("cert-data-1");
 
-    let server = Server::start(env.path(), &env.join("envoi.toml"));
+    let server = env.serve("envoi.toml");
     let want = json!({"secrets": [
         {"type": "ENV", "key": "DB_PASSWORD", "value": "pw-value-1"},
         {"type": "FILE", "path": "/etc/x", "data": "cert-data-1",
          "owner": {"policy": "AlwaysSetExplicit", "value": "1000"},
          "permissions": {"policy": "AlwaysSet", "mode": "0400"}},
     ]});
-    server.wait_for(("p", "t", "i"), &want, Duration::from_secs(10));
-    let other = server.secrets("p", "t", "other");
+    server.blocking_wait_for(("p", "t", "i"), &want, Duration::from_secs(10));
+    let other = server.blocking_secrets("p", "t", "other");
     assert_eq!((other.status, other.json()), (200, json!({"secrets": []})));
 
     env.envoi(&["grant", "rm", "billing-api"], b"").success();
@@ -250,7 +251,7 @@ fn grants_add_list_serve_and_remove() {
         0,
         "items go with their grant"
     );
-    server.wait_for(("p", "t", "i"), &json!({"secrets": []}), Duration::from_secs(2));
+    server.blocking_wait_for(("p", "t", "i"), &json!({"secrets": []}), Duration::from_secs(2));
     let ls = env.envoi(&["grant", "ls"], b"").success();
     assert!(
         !ls.stdout.contains("billing-api"),
@@ -260,7 +261,7 @@ fn grants_add_list_serve_and_remove() {
     env.envoi(&["grant", "rm", "billing-api"], b"")
         .failure()
         .stderr_names("billing-api");
-    let log = server.log();
+    let log = server.stderr();
     assert!(
         !log.contains("pw-value-1") && !log.contains("cert-data-1"),
         "a value in the log\n{log}"
@@ -460,16 +461,16 @@ fn serve_waits_for_the_tables_or_makes_them() {
         return;
     };
     let env = Env::new(&db.url);
-    let server = Server::start(env.path(), &env.join("envoi.toml"));
-    let token = super::support::token("p", "t", "i");
+    let server = env.serve("envoi.toml");
+    let token = crate::support::jwt::token("p", "t", "i");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server.get("/readyz", None).status, 503);
-    assert_eq!(server.get("/", Some(&token)).status, 503);
+    assert_eq!(server.blocking_get("/readyz", None).status, 503);
+    assert_eq!(server.blocking_get("/", Some(&token)).status, 503);
     assert!(envoi_tables(&db).is_empty(), "serve migrated without being asked to");
 
     env.envoi(&["db", "migrate"], b"").success();
-    server.wait_for_status("/readyz", None, 200, Duration::from_secs(8));
-    let answer = server.get("/", Some(&token));
+    server.blocking_wait_for_status("/readyz", None, 200, Duration::from_secs(8));
+    let answer = server.blocking_get("/", Some(&token));
     assert_eq!((answer.status, answer.json()), (200, json!({"secrets": []})));
     drop(server);
 
@@ -477,8 +478,8 @@ fn serve_waits_for_the_tables_or_makes_them() {
         return;
     };
     env.config("auto.toml", &fresh.url, "migrate_on_start = true");
-    let server = Server::start(env.path(), &env.join("auto.toml"));
-    server.wait_for_status("/readyz", None, 200, Duration::from_secs(8));
+    let server = env.serve("auto.toml");
+    server.blocking_wait_for_status("/readyz", None, 200, Duration::from_secs(8));
     assert_eq!(envoi_tables(&fresh), TABLES);
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{Db, Env, Server};
+use super::db::Db;
+use super::env::Env;
 
 /// Variables of envoi's own environment that the policy reads (`env` sources).
 const VARS: [(&str, &str); 2] = [
@@ -313,8 +314,8 @@ fn export_is_a_toml_policy_that_serves_the_same() {
     }
 
     // A server on the database and one on the export answer alike, byte for byte.
-    let on_db = Server::start(env.path(), &env.join("envoi.toml"));
-    let on_export = Server::start(env.path(), &env.join("exported.toml"));
+    let on_db = env.serve("envoi.toml");
+    let on_export = env.serve("exported.toml");
     let api = ("billing", "service", "api");
     let want = json!({"secrets": [
         {"type": "ENV", "key": "DATABASE_URL", "value": format!("postgres://app:{DB_PASSWORD}@db:5432/billing")},
@@ -336,7 +337,7 @@ fn export_is_a_toml_policy_that_serves_the_same() {
         {"type": "FILE", "path": "/etc/billing/dsn.b64", "data": "aHR0cHM6Ly9zZW50cnkuZXhhbXBsZS80Mg==",
          "encoding": "base64", "group": {"policy": "AlwaysSetExplicit", "value": "staff"}},
     ]});
-    on_db.wait_for(api, &want, Duration::from_secs(10));
+    on_db.blocking_wait_for(api, &want, Duration::from_secs(10));
     let report = ("billing-eu", "job", "report-1");
     let want_report = json!({"secrets": [
         {"type": "ENV", "key": "LOG_LEVEL", "value": "warn"},
@@ -347,10 +348,10 @@ fn export_is_a_toml_policy_that_serves_the_same() {
          "encoding": "utf-8", "owner": {"policy": "KeepOrSetInherited"},
          "permissions": {"policy": "AlwaysSet", "mode": "0600"}},
     ]});
-    on_db.wait_for(report, &want_report, Duration::from_secs(5));
+    on_db.blocking_wait_for(report, &want_report, Duration::from_secs(5));
     for (project, kind, id) in WORKLOADS {
-        let a = on_db.secrets(project, kind, id);
-        let b = on_export.secrets(project, kind, id);
-        assert_eq!((a.status, &a.body), (200, &b.body), "{project}/{kind}/{id}");
+        let a = on_db.blocking_secrets(project, kind, id);
+        let b = on_export.blocking_secrets(project, kind, id);
+        assert_eq!((a.status, a.body_text()), (200, b.body_text()), "{project}/{kind}/{id}");
     }
 }

@@ -7,12 +7,17 @@
 //! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --test postgres`
 
 mod cli;
+mod db;
+mod env;
 mod import;
 mod outage;
+mod proxy;
 mod replicas;
-mod support;
 
-use support::{Db, Env, SIGNING_KEY};
+use crate::support::jwt::SIGNING_KEY;
+use crate::support::{clean_command, toml_string, Ran};
+use db::Db;
+use env::Env;
 
 /// `store.kind = "postgres"` with neither `store.url` nor `DATABASE_URL`: `check` fails
 /// and names the setting. With `DATABASE_URL` (and a migrated database) it passes.
@@ -24,15 +29,15 @@ fn check_without_a_url_names_store_url() {
         &config,
         format!(
             "[auth]\nsecrets = [{}]\n\n[store]\nkind = \"postgres\"\n",
-            support::toml_string(SIGNING_KEY)
+            toml_string(SIGNING_KEY)
         ),
     )
     .expect("write the config");
-    let mut cmd = assert_cmd::Command::from_std(support::clean_command(dir.path()));
+    let mut cmd = assert_cmd::Command::from_std(clean_command(dir.path()));
     cmd.args(["check", "--config"])
         .arg(&config)
         .timeout(std::time::Duration::from_secs(20));
-    let ran = support::Ran::of(cmd).failure();
+    let ran = Ran::of(cmd).failure();
     ran.stderr_names("store.url");
     ran.stderr_names("DATABASE_URL");
 
@@ -42,12 +47,12 @@ fn check_without_a_url_names_store_url() {
     };
     let env = Env::new(&db.url);
     env.envoi(&["db", "migrate"], b"").success();
-    let mut cmd = assert_cmd::Command::from_std(support::clean_command(dir.path()));
+    let mut cmd = assert_cmd::Command::from_std(clean_command(dir.path()));
     cmd.args(["check", "--config"])
         .arg(&config)
         .env("DATABASE_URL", &db.url)
         .timeout(std::time::Duration::from_secs(20));
-    let ran = support::Ran::of(cmd).success();
+    let ran = Ran::of(cmd).success();
     ran.stdout_names("postgres");
 }
 
@@ -64,9 +69,9 @@ fn a_replica_talks_tls_to_postgres_when_the_url_asks_for_it() {
     let separator = if db.url.contains('?') { '&' } else { '?' };
     let tls_url = format!("{}{separator}sslmode=require", db.url);
     let env = Env::new(&tls_url);
-    let config = env.config("envoi.toml", &tls_url, "");
+    env.config("envoi.toml", &tls_url, "");
     env.envoi(&["db", "migrate"], b"").success();
-    let _server = support::Server::start(env.path(), &config);
+    let _server = env.serve("envoi.toml");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let encrypted = db.strings(&format!(

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::support::{env_body, poll_until, token, with_address, Db, Env, Proxy, Server};
+use super::db::Db;
+use super::env::{env_body, Env};
+use super::proxy::{with_address, Proxy};
+use crate::support::jwt::token;
+use crate::support::server::poll_until;
 
 const WORKLOAD: (&str, &str, &str) = ("p", "service", "api");
 
@@ -54,29 +58,29 @@ fn unreachable_at_start_answers_503_until_it_is_back() {
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
+    let server = env.serve("proxied.toml");
     let token = token_for();
     for _ in 0..3 {
-        let answer = server.get("/", Some(&token));
+        let answer = server.blocking_get("/", Some(&token));
         assert_eq!(answer.status, 503, "{answer:?}");
         assert!(
             answer.header("Retry-After").is_some(),
             "503 without Retry-After: {answer:?}"
         );
-        assert!(!answer.body.contains("value-1"), "{answer:?}");
-        let ready = server.get("/readyz", None);
+        assert!(!answer.body_text().contains("value-1"), "{answer:?}");
+        let ready = server.blocking_get("/readyz", None);
         assert_eq!(ready.status, 503, "{ready:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
 
     proxy.up();
-    let took = server.wait_for(
+    let took = server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-1")]),
         Duration::from_secs(8),
     );
     eprintln!("served {took:?} after the database came back");
-    assert_eq!(server.get("/readyz", None).status, 200);
+    assert_eq!(server.blocking_get("/readyz", None).status, 200);
 }
 
 #[test]
@@ -88,9 +92,9 @@ fn snapshot_serves_while_the_database_is_away() {
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
+    let server = env.serve("proxied.toml");
     let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
 
     proxy.down();
     // A change the replica cannot see while the database is away.
@@ -100,16 +104,16 @@ fn snapshot_serves_while_the_database_is_away() {
     let mut requests = 0;
     while started.elapsed() < Duration::from_millis(2200) {
         // `get` gives up after 2 s: no request may hang on the database.
-        let answer = server.get("/", Some(&token));
+        let answer = server.blocking_get("/", Some(&token));
         assert_eq!((answer.status, answer.json()), (200, want.clone()), "from the snapshot");
-        let ready = server.get("/readyz", None);
+        let ready = server.blocking_get("/readyz", None);
         assert_eq!(ready.status, 200, "{ready:?}");
         assert!(ready.json()["snapshot_age_seconds"].is_u64(), "{ready:?}");
         requests += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(requests >= 10, "only {requests} rounds in 2 s");
-    let ready = server.get("/readyz", None).json();
+    let ready = server.blocking_get("/readyz", None).json();
     assert!(
         ready["snapshot_age_seconds"].as_u64() >= Some(1),
         "the snapshot has not been confirmed for 2 s, yet: {ready}"
@@ -118,7 +122,7 @@ fn snapshot_serves_while_the_database_is_away() {
     proxy.up();
     let back = Instant::now();
     env.put("db_password", "value-3");
-    let took = server.wait_for(
+    let took = server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-3")]),
         Duration::from_secs(6),
@@ -140,36 +144,36 @@ fn a_snapshot_too_stale_is_not_served() {
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
+    let server = env.serve("proxied.toml");
     let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
     // Confirmed every second, the snapshot stays fresh.
     std::thread::sleep(Duration::from_millis(2500));
-    let answer = server.get("/", Some(&token_for()));
+    let answer = server.blocking_get("/", Some(&token_for()));
     assert_eq!((answer.status, answer.json()), (200, want.clone()));
 
     proxy.down();
     let down = Instant::now();
     std::thread::sleep(Duration::from_millis(200));
-    let answer = server.get("/", Some(&token_for()));
+    let answer = server.blocking_get("/", Some(&token_for()));
     assert_eq!(
         (answer.status, answer.json()),
         (200, want.clone()),
         "still fresh enough"
     );
 
-    let stale = server.wait_for_status("/", Some(&token_for()), 503, Duration::from_secs(6));
+    let stale = server.blocking_wait_for_status("/", Some(&token_for()), 503, Duration::from_secs(6));
     eprintln!("stale {:?} after the database went away", down.elapsed());
     assert!(stale.header("Retry-After").is_some(), "{stale:?}");
-    assert!(!stale.body.contains("value-1"), "{stale:?}");
-    let ready = server.get("/readyz", None);
+    assert!(!stale.body_text().contains("value-1"), "{stale:?}");
+    let ready = server.blocking_get("/readyz", None);
     assert_eq!(ready.status, 503, "{ready:?}");
     let ready: Value = ready.json();
     assert_eq!(ready["status"], "stale", "{ready}");
 
     proxy.up();
-    server.wait_for(WORKLOAD, &want, Duration::from_secs(8));
-    assert_eq!(server.get("/readyz", None).status, 200);
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(8));
+    assert_eq!(server.blocking_get("/readyz", None).status, 200);
 }
 
 /// SPEC §2: "while the database is unreachable, replicas serve their last good snapshot
@@ -183,27 +187,31 @@ fn metrics_tell_the_snapshot_age_while_the_database_is_away() {
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
-    server.wait_for(
+    let server = env.serve("proxied.toml");
+    server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-1")]),
         Duration::from_secs(10),
     );
     // Confirmed every second while the database is there.
     std::thread::sleep(Duration::from_millis(1500));
-    let age = server.metric("snapshot_age_seconds");
+    let age = server.blocking_metric("snapshot_age_seconds");
     assert!((0.0..=2.0).contains(&age), "snapshot age {age} with the database there");
 
     proxy.down();
     std::thread::sleep(Duration::from_millis(3500));
-    let age = server.metric("snapshot_age_seconds");
+    let age = server.blocking_metric("snapshot_age_seconds");
     assert!(age >= 3.0, "snapshot age {age} after 3.5 s away");
-    assert_eq!(server.get("/readyz", None).status, 200, "no max staleness: still ready");
+    assert_eq!(
+        server.blocking_get("/readyz", None).status,
+        200,
+        "no max staleness: still ready"
+    );
 
     proxy.up();
     let back = Instant::now();
     loop {
-        let age = server.metric("snapshot_age_seconds");
+        let age = server.blocking_metric("snapshot_age_seconds");
         if age < 2.0 {
             break;
         }
@@ -229,37 +237,37 @@ fn a_silent_database_is_noticed_within_10_s_and_caught_up_within_1_s_once_back()
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
+    let server = env.serve("proxied.toml");
     let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.wait_for(WORKLOAD, &want, Duration::from_secs(10));
-    let failures = server.metric("envoi_policy_load_failures_total");
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    let failures = server.blocking_metric("envoi_policy_load_failures_total");
 
     proxy.silence();
     let noticed = poll_until(Duration::from_secs(10), || {
-        server.metric("envoi_policy_load_failures_total") > failures
+        server.blocking_metric("envoi_policy_load_failures_total") > failures
     })
     .unwrap_or_else(|| {
         panic!(
             "a silent database not noticed within 10 s\n--- log ---\n{}",
-            server.log()
+            server.stderr()
         )
     });
     eprintln!("the silent database noticed after {noticed:?}");
-    assert!(server.log().contains("stopped answering"), "{}", server.log());
-    let ready = server.get("/readyz", None);
+    assert!(server.stderr().contains("stopped answering"), "{}", server.stderr());
+    let ready = server.blocking_get("/readyz", None);
     assert_eq!(ready.status, 200, "no max staleness: still ready {ready:?}");
     assert!(
         ready.json()["snapshot_age_seconds"].as_u64() >= Some(2),
         "the snapshot is not confirmed any more: {ready:?}"
     );
-    assert!(server.metric("envoi_policy_snapshot_age_seconds") >= 2.0);
-    let answer = server.get("/", Some(&token_for()));
+    assert!(server.blocking_metric("envoi_policy_snapshot_age_seconds") >= 2.0);
+    let answer = server.blocking_get("/", Some(&token_for()));
     assert_eq!((answer.status, answer.json()), (200, want), "the last good snapshot");
 
     // A change the replica cannot see yet (the command line reaches the database directly).
     env.put("db_password", "value-2");
     proxy.up();
-    let took = server.wait_for(
+    let took = server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-2")]),
         Duration::from_secs(10),
@@ -268,9 +276,9 @@ fn a_silent_database_is_noticed_within_10_s_and_caught_up_within_1_s_once_back()
     assert!(
         took < Duration::from_secs(1),
         "served {took:?} after the network healed\n--- log ---\n{}",
-        server.log()
+        server.stderr()
     );
-    let ready = server.get("/readyz", None).json();
+    let ready = server.blocking_get("/readyz", None).json();
     assert!(ready["snapshot_age_seconds"].as_u64() <= Some(1), "{ready}");
 }
 
@@ -288,8 +296,8 @@ fn a_database_that_forgot_the_old_connections_is_reached_on_new_ones_within_1_s(
     ) else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("proxied.toml"));
-    server.wait_for(
+    let server = env.serve("proxied.toml");
+    server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-1")]),
         Duration::from_secs(10),
@@ -303,12 +311,12 @@ fn a_database_that_forgot_the_old_connections_is_reached_on_new_ones_within_1_s(
     assert!(!before.is_empty(), "envoi has no connection to the database");
 
     proxy.silence();
-    let stale = server.wait_for_status("/readyz", None, 503, Duration::from_secs(10));
+    let stale = server.blocking_wait_for_status("/readyz", None, 503, Duration::from_secs(10));
     assert_eq!(stale.json()["status"], "stale", "{stale:?}");
 
     env.put("db_password", "value-2");
     proxy.up_for_new_connections();
-    let took = server.wait_for(
+    let took = server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-2")]),
         Duration::from_secs(10),
@@ -317,9 +325,9 @@ fn a_database_that_forgot_the_old_connections_is_reached_on_new_ones_within_1_s(
     assert!(
         took < Duration::from_secs(1),
         "served {took:?} after new connections got through\n--- log ---\n{}",
-        server.log()
+        server.stderr()
     );
-    assert_eq!(server.get("/readyz", None).status, 200);
+    assert_eq!(server.blocking_get("/readyz", None).status, 200);
 
     // The server sides of the connections given up on would otherwise linger, idle, for as
     // long as the server's TCP keepalive lets them: envoi ends them once it is back.
@@ -332,6 +340,6 @@ fn a_database_that_forgot_the_old_connections_is_reached_on_new_ones_within_1_s(
         ended.is_some(),
         "{} of envoi's connections from before the silence still on the server\n--- log ---\n{}",
         db.int(&lingering),
-        server.log()
+        server.stderr()
     );
 }

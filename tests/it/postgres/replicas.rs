@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::support::{env_body, http_get, token, Db, Env, Server};
+use super::db::Db;
+use super::env::{env_body, Env};
+use crate::support::jwt::token;
+use crate::support::{raw_http, Server};
 
 const WORKLOAD: (&str, &str, &str) = ("p", "service", "api");
 
@@ -42,7 +45,7 @@ fn both_serve(servers: [&Server; 2], want: &serde_json::Value, limit: Duration) 
     loop {
         for (n, server) in servers.iter().enumerate() {
             if !done[n] {
-                let answer = server.get("/", Some(&token));
+                let answer = server.blocking_get("/", Some(&token));
                 done[n] = answer.status == 200 && answer.json() == *want;
             }
         }
@@ -52,8 +55,8 @@ fn both_serve(servers: [&Server; 2], want: &serde_json::Value, limit: Duration) 
         if started.elapsed() > limit {
             panic!(
                 "replicas {done:?} did not serve {want} within {limit:?}\n--- log 1 ---\n{}\n--- log 2 ---\n{}",
-                servers[0].log(),
-                servers[1].log()
+                servers[0].stderr(),
+                servers[1].stderr()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -66,8 +69,8 @@ fn two_replicas_see_a_change_within_a_second() {
     let Some((_db, env)) = with_policy("two_replicas_see_a_change_within_a_second", "refresh_seconds = 30") else {
         return;
     };
-    let first = Server::start(env.path(), &env.join("envoi.toml"));
-    let second = Server::start(env.path(), &env.join("envoi.toml"));
+    let first = env.serve("envoi.toml");
+    let second = env.serve("envoi.toml");
     both_serve(
         [&first, &second],
         &env_body(&[("DB_PASSWORD", "value-1")]),
@@ -93,7 +96,7 @@ fn two_replicas_see_a_change_within_a_second() {
     );
 
     for server in [&first, &second] {
-        let log = server.log();
+        let log = server.stderr();
         assert!(
             !log.contains("value-1") && !log.contains("value-2"),
             "a value in the log\n{log}"
@@ -106,22 +109,22 @@ fn killed_connections_fail_no_request_and_recover() {
     let Some((db, env)) = with_policy("killed_connections_fail_no_request_and_recover", "refresh_seconds = 1") else {
         return;
     };
-    let server = Server::start(env.path(), &env.join("envoi.toml"));
+    let server = env.serve("envoi.toml");
     let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
 
     // A client asks again and again for ~2 s while every session of envoi is killed.
     let stop = Arc::new(AtomicBool::new(false));
     let client = {
-        let (stop, address, want) = (stop.clone(), server.address, want.clone());
+        let (stop, address, want) = (stop.clone(), server.address(), want.clone());
         let token = token(WORKLOAD.0, WORKLOAD.1, WORKLOAD.2);
         std::thread::spawn(move || {
             let (mut ok, mut failures) = (0usize, Vec::new());
             while !stop.load(Ordering::SeqCst) {
-                match http_get(address, "/", Some(&token), Duration::from_secs(2)) {
+                match raw_http::get(address, "/", Some(&token), Duration::from_secs(2)) {
                     Ok(r)
                         if r.status == 200
-                            && serde_json::from_str::<serde_json::Value>(&r.body).ok() == Some(want.clone()) =>
+                            && serde_json::from_slice::<serde_json::Value>(&r.body).ok() == Some(want.clone()) =>
                     {
                         ok += 1
                     }
@@ -150,12 +153,12 @@ fn killed_connections_fail_no_request_and_recover() {
 
     // Afterwards changes arrive again.
     env.put("db_password", "value-2");
-    server.wait_for(
+    server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-2")]),
         Duration::from_secs(5),
     );
-    assert_eq!(server.get("/readyz", None).status, 200);
+    assert_eq!(server.blocking_get("/readyz", None).status, 200);
 }
 
 /// Rows written behind envoi's back (plain SQL, no compile check) that make a policy
@@ -170,9 +173,9 @@ fn a_bad_change_behind_envoi_s_back_keeps_the_last_good_policy() {
         return;
     };
     env.put("other", "other-value");
-    let server = Server::start(env.path(), &env.join("envoi.toml"));
+    let server = env.serve("envoi.toml");
     let good = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.wait_for(WORKLOAD, &good, Duration::from_secs(10));
+    server.blocking_wait_for(WORKLOAD, &good, Duration::from_secs(10));
 
     // One transaction: a valid new grant `extra`, and `clash`, as specific as `app`,
     // giving DB_PASSWORD another secret.
@@ -183,28 +186,28 @@ fn a_bad_change_behind_envoi_s_back_keeps_the_last_good_policy() {
              VALUES ('extra', 'ENV', 'EXTRA', 'other'), ('clash', 'ENV', 'DB_PASSWORD', 'other');
          COMMIT;",
     );
-    let failures_before = server.metric("load_failures");
+    let failures_before = server.blocking_metric("load_failures");
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(2500) {
-        let answer = server.get("/", Some(&token(WORKLOAD.0, WORKLOAD.1, WORKLOAD.2)));
+        let answer = server.blocking_get("/", Some(&token(WORKLOAD.0, WORKLOAD.1, WORKLOAD.2)));
         assert_eq!(
             (answer.status, answer.json()),
             (200, good.clone()),
             "the last good policy, whole"
         );
-        assert_eq!(server.get("/readyz", None).status, 200);
+        assert_eq!(server.blocking_get("/readyz", None).status, 200);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = server.log();
+    let log = server.stderr();
     assert!(log.contains("clash"), "the failed load is not logged\n{log}");
-    let failures = server.metric("load_failures");
+    let failures = server.blocking_metric("load_failures");
     assert!(
         failures > failures_before,
         "the failed load is not counted: {failures_before} → {failures}"
     );
 
     db.exec("DELETE FROM envoi_grants WHERE name = 'clash'");
-    server.wait_for(
+    server.blocking_wait_for(
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-1"), ("EXTRA", "other-value")]),
         Duration::from_secs(3),

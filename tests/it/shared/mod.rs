@@ -1,2 +1,0 @@
-pub mod cli_run;
-pub mod envoi_process;
