@@ -1,7 +1,8 @@
 //! Golden answers: for each `fixtures/golden/<suite>.json` (a policy and a list of
 //! workloads), the exact bytes of each answer are kept in
-//! `fixtures/golden/<suite>/<case>.json`. `UPDATE_GOLDEN=1 cargo test --test api golden`
-//! rewrites them; review the diff against SPEC §1 before committing.
+//! `fixtures/golden/<suite>/<case>.json`.
+//! `UPDATE_GOLDEN=1 cargo test --test it api::golden` rewrites them; review the diff
+//! against SPEC §1 before committing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

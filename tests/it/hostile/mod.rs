@@ -6,7 +6,7 @@
 //! names the answer a correct server gives, and every answer is also checked to echo
 //! nothing of the request (token, segments, claim and header values) nor any value of
 //! the policy. `edges` holds the slow-client and connection-flood cases, `clock` the
-//! time rules at a fixed clock. Run with `cargo test --test hostile`.
+//! time rules at a fixed clock. Run with `cargo test --test it hostile::`.
 
 mod bugs;
 mod cases;

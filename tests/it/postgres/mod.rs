@@ -4,7 +4,7 @@
 //! the tests that need one say so loudly and return (they fail instead when
 //! `ENVOI_REQUIRE_DATABASE=1`).
 //!
-//! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --test postgres`
+//! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --test it postgres::`
 
 mod cli;
 mod db;
