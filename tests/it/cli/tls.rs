@@ -3,12 +3,13 @@
 //! a new certificate picked up on SIGHUP without a restart, and clients that stall in
 //! the handshake unable to hold up others.
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::raw_http::read_some;
 use crate::support::{jwt, toml_string, Server, Workspace};
 
 const KEY: &str = "tls-test-shared-secret";
@@ -181,7 +182,7 @@ fn stalled_connection(port: u16, partial_hello: bool) -> TcpStream {
 fn assert_closed_by_server(stream: &mut TcpStream, patience: Duration, what: &str) {
     stream.set_read_timeout(Some(patience)).expect("read timeout");
     let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
+    match read_some(stream, &mut byte) {
         Ok(0) => {}
         Ok(_) => panic!("{what}: the server sent bytes to a client that sent no ClientHello"),
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}

@@ -119,7 +119,7 @@ fn a_head_dribbled_byte_by_byte_is_cut_off() {
             break;
         }
         let mut buffer = [0u8; 4096];
-        match slow.read(&mut buffer) {
+        match read_some(&mut slow, &mut buffer) {
             Ok(0) => {
                 ended = Some(started.elapsed());
                 break;
@@ -182,7 +182,7 @@ fn three_hundred_idle_connections_do_not_stop_honest_requests() {
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("a read timeout");
     assert!(
-        matches!(flood[0].read(&mut probe), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        matches!(read_some(&mut flood[0], &mut probe), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
         "an idle connection of the flood was closed at once"
     );
 }
@@ -264,7 +264,7 @@ fn pipelined_requests_get_their_own_answers_in_order() {
     let started = Instant::now();
     let mut chunk = [0u8; 16 * 1024];
     while started.elapsed() < Duration::from_secs(5) {
-        match stream.read(&mut chunk) {
+        match read_some(&mut stream, &mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
         }

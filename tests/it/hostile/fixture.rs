@@ -14,7 +14,7 @@ use crate::support::app::AppSpec;
 pub use crate::support::app::TestApp;
 use crate::support::jwt;
 pub use crate::support::jwt::{b64, mac, now, sign_bytes, signing_input, MacAlg, HS256};
-pub use crate::support::raw_http::{contains, parse_answer, parse_answers, read_answer, Answer, Outcome};
+pub use crate::support::raw_http::{contains, parse_answer, parse_answers, read_answer, read_some, Answer, Outcome};
 
 // ---- Keys, policy and workloads: obviously fake, for these tests only. ----
 

@@ -112,6 +112,19 @@ pub fn get(address: SocketAddr, path: &str, token: Option<&str>, timeout: Durati
     }
 }
 
+/// `stream.read(buf)`, read again when a signal interrupts it. A socket read with a
+/// timeout is never restarted after a signal handler runs (signal(7)), and this process
+/// has one: assert_cmd's wait for a child with a timeout handles SIGCHLD, so any child
+/// of any test that ends interrupts the reads of the others.
+pub fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
 /// Reads one answer from `stream`: status line, headers, then a body framed by
 /// Content-Length, chunked coding or the end of the connection.
 pub fn read_answer(stream: &mut TcpStream, head_only: bool, limit: Duration) -> Outcome {
