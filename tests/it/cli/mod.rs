@@ -1,0 +1,15 @@
+//! Black-box tests of the `envoi` binary: every test runs the built executable in a
+//! scratch folder with a clean environment, as an operator or the platform would.
+
+mod check;
+mod environment;
+mod explain;
+mod help;
+mod logs;
+mod pipe;
+mod policy_files;
+mod seal;
+mod serve;
+mod settings;
+mod tls;
+mod token;
