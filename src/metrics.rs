@@ -167,7 +167,11 @@ impl Registry {
             staleness.map_or(-1.0, |a| a.as_secs_f64())
         );
         out.push_str("# HELP envoi_policy_source_up Whether the policy's source (the database) answered when last asked.\n# TYPE envoi_policy_source_up gauge\n");
-        let _ = writeln!(out, "envoi_policy_source_up {}", u8::from(self.policy.source_reachable()));
+        let _ = writeln!(
+            out,
+            "envoi_policy_source_up {}",
+            u8::from(self.policy.source_reachable())
+        );
         if let Some(snapshot) = self.policy.current().as_ref() {
             out.push_str("# HELP envoi_policy_grants Grants in the loaded policy.\n# TYPE envoi_policy_grants gauge\n");
             let _ = writeln!(out, "envoi_policy_grants {}", snapshot.policy.grants().len());
