@@ -211,6 +211,8 @@ impl Replica {
             match attempts.next().await {
                 Ok(session) => {
                     session.warm_up();
+                    // It answered: reachable before the refresh that may install a policy.
+                    self.holder.set_source_reachable(true);
                     return session;
                 }
                 Err(e) => {

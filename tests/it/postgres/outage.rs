@@ -261,6 +261,12 @@ fn a_silent_database_is_noticed_within_10_s_and_caught_up_within_1_s_once_back()
         "the snapshot is not confirmed any more: {ready:?}"
     );
     assert!(server.blocking_metric("envoi_policy_snapshot_age_seconds") >= 2.0);
+    assert_eq!(
+        ready.json()["source"],
+        "unreachable",
+        "readyz says the database is away: {ready:?}"
+    );
+    assert_eq!(server.blocking_metric("envoi_policy_source_up"), 0.0);
     let answer = server.blocking_get("/", Some(&token_for()));
     assert_eq!((answer.status, answer.json()), (200, want), "the last good snapshot");
 
@@ -280,6 +286,8 @@ fn a_silent_database_is_noticed_within_10_s_and_caught_up_within_1_s_once_back()
     );
     let ready = server.blocking_get("/readyz", None).json();
     assert!(ready["snapshot_age_seconds"].as_u64() <= Some(1), "{ready}");
+    assert_eq!(ready["source"], "reachable", "{ready}");
+    assert_eq!(server.blocking_metric("envoi_policy_source_up"), 1.0);
 }
 
 /// The same database gone silent, where the silenced connections stay silent even once
