@@ -19,9 +19,13 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 pub enum ConfigError {
     #[error("setting `{key}`: {problem}")]
     Invalid { key: &'static str, problem: String },
-    /// As `Invalid`, for a setting that one variable sets, which is named too.
-    #[error("setting `{key}` ({}): {problem}", env_var(key))]
-    Setting { key: &'static str, problem: String },
+    /// As `Invalid`, with where the setting was given: its file or its variable.
+    #[error("setting `{key}` ({at}): {problem}")]
+    Setting {
+        key: &'static str,
+        at: String,
+        problem: String,
+    },
     #[error("no signing key: set `auth.secrets` (ENVOI__AUTH__SECRETS) or `auth.secret_files` (ENVOI__AUTH__SECRET_FILES) to the secret shared with the platform")]
     NoSigningKey,
     /// Every problem of the layers at once, each named where it stands.
@@ -37,6 +41,16 @@ pub struct Settings {
     pub store: StoreSettings,
     pub seal: SealSettings,
     pub log: LogSettings,
+    /// Where the settings were given, to name in a problem found after loading.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// The `--config` file, and the dotted keys that variables set.
+#[derive(Debug, Default)]
+struct Origin {
+    file: Option<PathBuf>,
+    from_env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +154,22 @@ impl Settings {
         if let Some(base) = file.and_then(Path::parent) {
             settings.rebase(base, &loaded.from_env);
         }
+        settings.origin = Origin {
+            file: file.map(Path::to_path_buf),
+            from_env: loaded.from_env,
+        };
         Ok(settings)
+    }
+
+    /// Where `key` was given: its variable, the `--config` file, or the defaults.
+    fn origin_of(&self, key: &str) -> String {
+        if self.origin.from_env.iter().any(|k| k == key) {
+            env_var(key)
+        } else if let Some(file) = &self.origin.file {
+            file.display().to_string()
+        } else {
+            format!("the default; {} sets it", env_var(key))
+        }
     }
 
     /// Resolves relative paths that came from the `--config` file against its folder;
@@ -238,7 +267,7 @@ impl Settings {
     pub fn check_listeners(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut check = |address: &str, key| {
-            if let Err(e) = check_listen(address, key) {
+            if let Err(e) = check_listen(address, key, self.origin_of(key)) {
                 problems.push(e.to_string());
             }
         };
@@ -257,6 +286,7 @@ impl Settings {
         // The parser's message may quote the directive: it is not shown.
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| ConfigError::Setting {
             key: "log.level",
+            at: self.origin_of("log.level"),
             problem: "not a tracing filter, such as info, debug or envoi=debug,actix_web=info".into(),
         })
     }
@@ -291,7 +321,7 @@ pub fn read_secret_file(path: &Path, key: &'static str) -> Result<SecretString, 
 
 /// Checks an address setting as the listener binds it: `HOST:PORT`, a host name that
 /// resolves. The value is never quoted: it may be a secret pasted in the wrong place.
-pub fn check_listen(address: &str, key: &'static str) -> Result<(), ConfigError> {
+fn check_listen(address: &str, key: &'static str, at: String) -> Result<(), ConfigError> {
     use std::net::ToSocketAddrs as _;
     let problem = match address.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(_)) => return Ok(()),
@@ -302,7 +332,7 @@ pub fn check_listen(address: &str, key: &'static str) -> Result<(), ConfigError>
         // The resolver's message names the failure, not the name looked up.
         Err(e) => format!("the host name does not resolve: {e}"),
     };
-    Err(ConfigError::Setting { key, problem })
+    Err(ConfigError::Setting { key, at, problem })
 }
 
 /// One problem alone, or several as a list, as the policy's are.

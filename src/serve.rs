@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{SigningKey, Verifier};
-use crate::config::{check_listen, ConfigError, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::http::limit::FailureLimiter;
 use crate::http::AppState;
 use crate::startup::{Application, Edges, ServerOptions};
@@ -38,6 +38,8 @@ impl Assembly {
     /// Loads what the source loads before serving (a TOML policy that does not load
     /// stops here), then builds the shared state and the server's edges.
     pub fn new(settings: &Settings, keys: &[SigningKey], source: PolicySource) -> Result<Self, ServeError> {
+        // As `check` does: a bad address is named, never quoted.
+        settings.check_listeners()?;
         let holder = Arc::new(PolicyHolder::new());
         let max_staleness = source.max_staleness();
         let keeper = source.start(&holder)?;
@@ -78,11 +80,6 @@ impl Assembly {
             edges,
             keeper,
         } = self;
-        // As `check` does: a bad address is named, never quoted.
-        check_listen(&options.listen, "server.listen")?;
-        if let Some(admin) = &edges.admin_listen {
-            check_listen(admin, "server.admin_listen")?;
-        }
         let mut keeper = keeper;
         let mut tasks = std::mem::take(&mut keeper.tasks);
         if let Some(certs) = edges.tls.clone() {

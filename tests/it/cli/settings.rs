@@ -219,3 +219,31 @@ fn check_names_the_problems_of_settings_and_policy_together() {
         .stderr_names("no_such_secret")
         .never_shows(VALUE);
 }
+
+#[test]
+fn a_setting_refused_after_loading_is_named_where_it_was_given() {
+    // In the file: the file is named, not the variable that could have set it.
+    let ws = workspace("\n[server]\nlisten = \"no-port-here\"\n\n[log]\nlevel = \"bad[filter\"\n");
+    let ran = run(&ws, "check", &[]).failure();
+    for key in ["server.listen", "log.level"] {
+        let line = ran
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("`{key}`")))
+            .unwrap_or_else(|| panic!("{key} is not named\n{ran}"));
+        assert!(line.contains("envoi.toml"), "{key}: names the file\n{ran}");
+        assert!(
+            !line.contains("ENVOI__"),
+            "{key}: not a variable it did not come from\n{ran}"
+        );
+    }
+    // By a variable: the variable is named.
+    let ws = workspace("");
+    let ran = run(&ws, "check", &[("ENVOI__SERVER__LISTEN", "no-port-here".into())]).failure();
+    assert!(
+        ran.stderr
+            .lines()
+            .any(|l| l.contains("`server.listen` (ENVOI__SERVER__LISTEN)")),
+        "{ran}"
+    );
+}
