@@ -17,6 +17,7 @@ pub(super) fn store(settings: &Settings) -> Result<PgStore, CommandError> {
         pool_size: settings.store.pool_size,
         connect_timeout: Duration::from_secs(settings.store.connect_timeout_seconds.max(1)),
         statement_timeout: Duration::from_secs(settings.store.statement_timeout_seconds.max(1)),
+        import_timeout: Duration::from_secs(settings.store.import_timeout_seconds.max(1)),
         tls_ca_file: settings.store.tls_ca_file.clone(),
     };
     // Commands run outside any runtime; the pool must be built inside one.
