@@ -481,3 +481,48 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
         .stdout_names("hi ${projectId}")
         .stdout_names("billing");
 }
+
+/// An import that cannot finish within `store.import_timeout_seconds` (here another
+/// writer holds the tables) gives up, writes nothing, and its error names the setting.
+#[test]
+fn an_import_past_its_time_bound_writes_nothing_and_names_the_setting() {
+    use sqlx::Connection as _;
+    let Some(db) = Db::create("an_import_past_its_time_bound_writes_nothing_and_names_the_setting") else {
+        return;
+    };
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    env.write("fleet/policy.toml", fleet(20, 0));
+
+    let (locked, on_lock) = std::sync::mpsc::channel();
+    let (release, on_release) = std::sync::mpsc::channel::<()>();
+    let url = db.url.clone();
+    let holder = std::thread::spawn(move || {
+        crate::support::block_on(move || async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("LOCK TABLE envoi_secrets IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            locked.send(()).expect("the test waits");
+            // Nothing else runs on this runtime: blocking it is harmless.
+            let _ = on_release.recv_timeout(Duration::from_secs(60));
+            tx.rollback().await.expect("rollback");
+        })
+    });
+    on_lock.recv().expect("the lock is taken");
+    let ran = env
+        .run_with(
+            &["--config", "envoi.toml", "db", "import", "fleet/policy.toml"],
+            b"",
+            &[("ENVOI__STORE__IMPORT_TIMEOUT_SECONDS", "1")],
+        )
+        .failure();
+    release.send(()).expect("the holder waits");
+    holder.join().expect("the holder ends");
+    ran.stderr_names("the import did not finish within 1 s")
+        .stderr_names("store.import_timeout_seconds")
+        .stderr_names("ENVOI__STORE__IMPORT_TIMEOUT_SECONDS");
+    assert_eq!(db.int("SELECT count(*) FROM envoi_grants"), 0);
+}

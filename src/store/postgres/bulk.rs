@@ -4,9 +4,8 @@
 
 use sqlx::{Postgres, Transaction};
 
-use super::rows::{constraint_message, selector_columns, ItemRow, Sealed};
+use super::rows::{constraint_message, ItemRow, Sealed};
 use super::StoreError;
-use crate::policy::model::GrantSpec;
 
 /// Rows per statement: bounds one statement's message and the server's work for it.
 const CHUNK: usize = 10_000;
@@ -21,7 +20,8 @@ pub(super) struct SecretWrite<'a> {
 /// A grant to write, with every one of its items.
 pub(super) struct GrantWrite<'a> {
     pub(super) name: &'a str,
-    pub(super) spec: &'a GrantSpec,
+    /// Project, type and id, as their columns hold them.
+    pub(super) selector: &'a [String; 3],
     pub(super) items: &'a [ItemRow],
 }
 
@@ -82,8 +82,7 @@ pub(super) async fn upsert_secrets(tx: &mut Tx, secrets: &[SecretWrite<'_>], act
 pub(super) async fn write_grants(tx: &mut Tx, grants: &[GrantWrite<'_>], actor: &str) -> Result<(), StoreError> {
     for chunk in grants.chunks(CHUNK) {
         let names: Vec<&str> = chunk.iter().map(|g| g.name).collect();
-        let selectors: Vec<[&str; 3]> = chunk.iter().map(|g| selector_columns(g.spec)).collect();
-        let field = |i: usize| selectors.iter().map(|s| s[i]).collect::<Vec<&str>>();
+        let field = |i: usize| chunk.iter().map(|g| g.selector[i].as_str()).collect::<Vec<&str>>();
         sqlx::query(
             "INSERT INTO envoi_grants (name, project, type, object_id, updated_by)
              SELECT name, project, type, object_id, $5

@@ -8,7 +8,6 @@ use sqlx::{Postgres, Transaction};
 use super::bulk::{self, GrantWrite, SecretWrite};
 use super::rows::{read_rows, selector_columns, GrantRow, ItemRow, Sealed, SecretRow};
 use super::{PgStore, StoreError};
-use crate::policy::model::GrantSpec;
 use crate::policy::{one_source, read_plain, ParsedFile};
 use crate::seal::Keyring;
 
@@ -19,8 +18,10 @@ impl PgStore {
         let desired = self.desired(files)?;
         let actor = actor.to_owned();
         let keyring = self.keyring.clone();
-        self.bulk_change(move |tx| Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await }))
-            .await
+        self.bulk_change(ImportReport::wrote_anything, move |tx| {
+            Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await })
+        })
+        .await
     }
 
     /// What the tables should hold for the policy of `files`.
@@ -63,7 +64,9 @@ impl PgStore {
                 };
                 grant.name = Some(name.clone());
                 let items = self.item_rows(&name, &grant, file.base.as_deref())?;
-                if desired.grants.insert(name.clone(), (grant, items)).is_some() {
+                // The selector is all that is kept of the spec: its items are the rows.
+                let selector = selector_columns(&grant).map(str::to_owned);
+                if desired.grants.insert(name.clone(), (selector, items)).is_some() {
                     return Err(StoreError::Invalid(format!("grant `{name}` is defined twice")));
                 }
             }
@@ -82,10 +85,16 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
+impl ImportReport {
+    fn wrote_anything(&self) -> bool {
+        self.secrets_written + self.secrets_removed + self.grants_written + self.grants_removed > 0
+    }
+}
+
 #[derive(Default)]
 struct Desired {
     secrets: BTreeMap<String, DesiredSecret>,
-    grants: BTreeMap<String, (GrantSpec, Vec<ItemRow>)>,
+    grants: BTreeMap<String, ([String; 3], Vec<ItemRow>)>,
 }
 
 enum DesiredSecret {
@@ -186,19 +195,21 @@ async fn apply_import(
     report.grants_removed = removed_grants.len();
     let existing: HashMap<&str, &GrantRow> = grants.iter().map(|g| (g.name.as_str(), g)).collect();
     let mut grant_writes = Vec::new();
-    for (name, (spec, items)) in &desired.grants {
+    for (name, (selector, items)) in &desired.grants {
         let same_selector = existing
             .get(name.as_str())
-            .is_some_and(|row| [&*row.project, &*row.kind, &*row.object_id] == selector_columns(spec));
+            .is_some_and(|row| [&row.project, &row.kind, &row.object_id] == [&selector[0], &selector[1], &selector[2]]);
         let mut want: Vec<&ItemRow> = items.iter().collect();
         want.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
-        let have = current_items.get(name.as_str()).map(Vec::as_slice).unwrap_or_default();
+        // Both sides in Rust's order: the rows come sorted by the database's collation.
+        let mut have: Vec<&ItemRow> = current_items.get(name.as_str()).cloned().unwrap_or_default();
+        have.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
         let same_items = want.len() == have.len() && want.iter().zip(have).all(|(w, h)| w.same_as(h, keyring));
         if same_selector && same_items {
             report.unchanged += 1;
             continue;
         }
-        grant_writes.push(GrantWrite { name, spec, items });
+        grant_writes.push(GrantWrite { name, selector, items });
     }
     report.grants_written = grant_writes.len();
 

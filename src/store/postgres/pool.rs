@@ -130,20 +130,21 @@ impl PgStore {
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
-        self.bounded(self.checked_transaction(None, change)).await
+        self.bounded(self.checked_transaction(None, |_| true, change)).await
     }
 
     /// `change` for a bulk change (`db import`): the whole transaction, and each of its
     /// statements, may take `store.import_timeout_seconds` rather than the per-query
-    /// `store.statement_timeout_seconds`.
-    pub(super) async fn bulk_change<T, F>(&self, change: F) -> Result<T, StoreError>
+    /// `store.statement_timeout_seconds`. When `wrote` says that the change wrote nothing,
+    /// the compile is skipped: the tables are as they were.
+    pub(super) async fn bulk_change<T, F>(&self, wrote: fn(&T) -> bool, change: F) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
         let limit = self.import_timeout;
-        tokio::time::timeout(limit, self.checked_transaction(Some(limit), change))
+        tokio::time::timeout(limit, self.checked_transaction(Some(limit), wrote, change))
             .await
             .map_err(|_| StoreError::OutOfTime {
                 what: "the import",
@@ -153,7 +154,12 @@ impl PgStore {
             })?
     }
 
-    async fn checked_transaction<T, F>(&self, statement_timeout: Option<Duration>, change: F) -> Result<T, StoreError>
+    async fn checked_transaction<T, F>(
+        &self,
+        statement_timeout: Option<Duration>,
+        wrote: impl FnOnce(&T) -> bool,
+        change: F,
+    ) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
@@ -171,8 +177,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         let result = change(&mut tx).await?;
-        let doc = read_doc(&mut tx).await?;
-        Loader::new(&self.keyring).load_doc("postgres", doc)?;
+        if wrote(&result) {
+            let doc = read_doc(&mut tx).await?;
+            Loader::new(&self.keyring).load_doc("postgres", doc)?;
+        }
         tx.commit().await?;
         Ok(result)
     }
