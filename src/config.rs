@@ -108,6 +108,8 @@ pub struct StoreSettings {
     pub pool_size: u32,
     pub connect_timeout_seconds: u64,
     pub statement_timeout_seconds: u64,
+    /// Postgres: the whole of a `db import`, each of its statements included.
+    pub import_timeout_seconds: u64,
     pub refresh_seconds: u64,
     /// 0: off.
     pub max_staleness_seconds: u64,

@@ -17,6 +17,7 @@ pub(super) fn store(settings: &Settings) -> Result<PgStore, CommandError> {
         pool_size: settings.store.pool_size,
         connect_timeout: Duration::from_secs(settings.store.connect_timeout_seconds.max(1)),
         statement_timeout: Duration::from_secs(settings.store.statement_timeout_seconds.max(1)),
+        import_timeout: Duration::from_secs(settings.store.import_timeout_seconds.max(1)),
         tls_ca_file: settings.store.tls_ca_file.clone(),
     };
     // Commands run outside any runtime; the pool must be built inside one.
@@ -46,9 +47,11 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 println!("migrations applied");
             }
             DbCommand::Import { path } => {
-                let files = crate::policy::parse_path(&path)?;
                 // The file must load as a TOML policy first: the same checks, the same messages.
+                // The compiled policy is dropped before the files are parsed again for the
+                // import, so that the two never take memory at once.
                 crate::policy::Loader::new(&settings.keyring()?).load_path(&path)?;
+                let files = crate::policy::parse_path(&path)?;
                 let report = store.import(files, &postgres::actor("import")).await?;
                 println!(
                     "imported {}: {} secret(s) written, {} removed; {} grant(s) written, {} removed; {} unchanged",

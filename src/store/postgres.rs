@@ -10,6 +10,7 @@
 
 use crate::policy::PolicyError;
 
+mod bulk;
 mod crud;
 mod import;
 mod pool;
@@ -36,6 +37,14 @@ pub enum StoreError {
     Invalid(String),
     #[error("timed out talking to the database")]
     Timeout,
+    /// A piece of work with a time bound of its own ran out of it; names the setting.
+    #[error("{what} did not finish within {seconds} s; `{setting}` ({variable}) sets how long it may take")]
+    OutOfTime {
+        what: &'static str,
+        seconds: u64,
+        setting: &'static str,
+        variable: &'static str,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Transaction};
 
-use super::rows::{insert_grant, read_rows, selector_columns, upsert_secret, GrantRow, ItemRow, Sealed, SecretRow};
+use super::bulk::{self, GrantWrite, SecretWrite};
+use super::rows::{read_rows, selector_columns, GrantRow, ItemRow, Sealed, SecretRow};
 use super::{PgStore, StoreError};
-use crate::policy::model::GrantSpec;
 use crate::policy::{one_source, read_plain, ParsedFile};
 use crate::seal::Keyring;
 
@@ -18,8 +18,10 @@ impl PgStore {
         let desired = self.desired(files)?;
         let actor = actor.to_owned();
         let keyring = self.keyring.clone();
-        self.change(move |tx| Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await }))
-            .await
+        self.bulk_change(ImportReport::wrote_anything, move |tx| {
+            Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await })
+        })
+        .await
     }
 
     /// What the tables should hold for the policy of `files`.
@@ -62,7 +64,9 @@ impl PgStore {
                 };
                 grant.name = Some(name.clone());
                 let items = self.item_rows(&name, &grant, file.base.as_deref())?;
-                if desired.grants.insert(name.clone(), (grant, items)).is_some() {
+                // The selector is all that is kept of the spec: its items are the rows.
+                let selector = selector_columns(&grant).map(str::to_owned);
+                if desired.grants.insert(name.clone(), (selector, items)).is_some() {
                     return Err(StoreError::Invalid(format!("grant `{name}` is defined twice")));
                 }
             }
@@ -81,10 +85,16 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
+impl ImportReport {
+    fn wrote_anything(&self) -> bool {
+        self.secrets_written + self.secrets_removed + self.grants_written + self.grants_removed > 0
+    }
+}
+
 #[derive(Default)]
 struct Desired {
     secrets: BTreeMap<String, DesiredSecret>,
-    grants: BTreeMap<String, (GrantSpec, Vec<ItemRow>)>,
+    grants: BTreeMap<String, ([String; 3], Vec<ItemRow>)>,
 }
 
 enum DesiredSecret {
@@ -120,6 +130,8 @@ fn opens_same(keyring: &Keyring, name: &str, a: &str, b: &str) -> bool {
     }
 }
 
+/// Reads the tables once, compares them with `desired` in memory, and writes only the
+/// differences, a few set-based statements per table.
 async fn apply_import(
     tx: &mut Transaction<'static, Postgres>,
     keyring: &Keyring,
@@ -129,17 +141,17 @@ async fn apply_import(
     let mut report = ImportReport::default();
     let (secrets, grants, items) = read_rows(tx).await?;
 
-    let existing: HashMap<String, SecretRow> = secrets.into_iter().map(|s| (s.name.clone(), s)).collect();
-    for name in existing.keys().filter(|n| !desired.secrets.contains_key(*n)) {
-        // Grants go first below only if they also go; the final compile refuses dangling names.
-        sqlx::query("DELETE FROM envoi_secrets WHERE name = $1")
-            .bind(name)
-            .execute(&mut **tx)
-            .await?;
-        report.secrets_removed += 1;
-    }
+    let existing: HashMap<&str, &SecretRow> = secrets.iter().map(|s| (s.name.as_str(), s)).collect();
+    // Grants go first below only if they also go; the final compile refuses dangling names.
+    let removed_secrets: Vec<&str> = existing
+        .keys()
+        .copied()
+        .filter(|n| !desired.secrets.contains_key(*n))
+        .collect();
+    report.secrets_removed = removed_secrets.len();
+    let mut secret_writes = Vec::new();
     for (name, want) in &desired.secrets {
-        let current = existing.get(name);
+        let current = existing.get(name.as_str()).copied();
         // A value sealed under an older key counts as changed: an import after adding a
         // new master key re-seals everything under it.
         let newest = |sealed: &str| Keyring::key_id(sealed).ok() == keyring.newest_id();
@@ -167,39 +179,44 @@ async fn apply_import(
             }
             DesiredSecret::Plain(plain) => (Some(Sealed::new(keyring, name, plain.expose())?), None),
         };
-        upsert_secret(tx, name, sealed.as_ref(), template, actor).await?;
-        report.secrets_written += 1;
+        secret_writes.push(SecretWrite { name, sealed, template });
     }
+    report.secrets_written = secret_writes.len();
 
-    let mut current_items: HashMap<String, Vec<ItemRow>> = HashMap::new();
-    for item in items {
-        current_items.entry(item.grant_name.clone()).or_default().push(item);
+    let mut current_items: HashMap<&str, Vec<&ItemRow>> = HashMap::new();
+    for item in &items {
+        current_items.entry(item.grant_name.as_str()).or_default().push(item);
     }
-    for grant in &grants {
-        if !desired.grants.contains_key(&grant.name) {
-            sqlx::query("DELETE FROM envoi_grants WHERE name = $1")
-                .bind(&grant.name)
-                .execute(&mut **tx)
-                .await?;
-            report.grants_removed += 1;
-        }
-    }
+    let removed_grants: Vec<&str> = grants
+        .iter()
+        .map(|g| g.name.as_str())
+        .filter(|n| !desired.grants.contains_key(*n))
+        .collect();
+    report.grants_removed = removed_grants.len();
     let existing: HashMap<&str, &GrantRow> = grants.iter().map(|g| (g.name.as_str(), g)).collect();
-    for (name, (spec, items)) in &desired.grants {
+    let mut grant_writes = Vec::new();
+    for (name, (selector, items)) in &desired.grants {
         let same_selector = existing
             .get(name.as_str())
-            .is_some_and(|row| [&*row.project, &*row.kind, &*row.object_id] == selector_columns(spec));
+            .is_some_and(|row| [&row.project, &row.kind, &row.object_id] == [&selector[0], &selector[1], &selector[2]]);
         let mut want: Vec<&ItemRow> = items.iter().collect();
         want.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
-        let have = current_items.get(name).map(Vec::as_slice).unwrap_or_default();
+        // Both sides in Rust's order: the rows come sorted by the database's collation.
+        let mut have: Vec<&ItemRow> = current_items.get(name.as_str()).cloned().unwrap_or_default();
+        have.sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
         let same_items = want.len() == have.len() && want.iter().zip(have).all(|(w, h)| w.same_as(h, keyring));
         if same_selector && same_items {
             report.unchanged += 1;
             continue;
         }
-        insert_grant(tx, name, spec, items, actor).await?;
-        report.grants_written += 1;
+        grant_writes.push(GrantWrite { name, selector, items });
     }
+    report.grants_written = grant_writes.len();
+
+    bulk::delete_secrets(tx, &removed_secrets).await?;
+    bulk::upsert_secrets(tx, &secret_writes, actor).await?;
+    bulk::delete_grants(tx, &removed_grants).await?;
+    bulk::write_grants(tx, &grant_writes, actor).await?;
     Ok(report)
 }
 
@@ -218,6 +235,7 @@ mod tests {
             pool_size: 1,
             connect_timeout: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(1),
+            import_timeout: Duration::from_secs(1),
             tls_ca_file: None,
         };
         PgStore::new(

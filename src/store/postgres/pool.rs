@@ -23,6 +23,9 @@ pub struct PgSettings {
     pub pool_size: u32,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// The whole of a `db import`: reading, comparing, writing and the compile before
+    /// commit (`store.import_timeout_seconds`).
+    pub import_timeout: Duration,
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
@@ -35,6 +38,7 @@ pub struct PgStore {
     pub(super) keyring: Arc<Keyring>,
     pub(super) connect_timeout: Duration,
     pub(super) statement_timeout: Duration,
+    pub(super) import_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -69,6 +73,7 @@ impl PgStore {
             keyring,
             connect_timeout: settings.connect_timeout,
             statement_timeout: settings.statement_timeout,
+            import_timeout: settings.import_timeout,
         })
     }
 
@@ -125,18 +130,58 @@ impl PgStore {
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
-        self.bounded(async {
-            let mut tx = self.pool.begin().await?;
-            // One writer at a time, so that two valid changes cannot make an invalid policy.
-            sqlx::query("LOCK TABLE envoi_secrets, envoi_grants, envoi_grant_items IN SHARE ROW EXCLUSIVE MODE")
+        self.bounded(self.checked_transaction(None, |_| true, change)).await
+    }
+
+    /// `change` for a bulk change (`db import`): the whole transaction, and each of its
+    /// statements, may take `store.import_timeout_seconds` rather than the per-query
+    /// `store.statement_timeout_seconds`. When `wrote` says that the change wrote nothing,
+    /// the compile is skipped: the tables are as they were.
+    pub(super) async fn bulk_change<T, F>(&self, wrote: fn(&T) -> bool, change: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(
+            &'t mut Transaction<'static, Postgres>,
+        ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
+    {
+        let limit = self.import_timeout;
+        tokio::time::timeout(limit, self.checked_transaction(Some(limit), wrote, change))
+            .await
+            .map_err(|_| StoreError::OutOfTime {
+                what: "the import",
+                seconds: limit.as_secs(),
+                setting: "store.import_timeout_seconds",
+                variable: "ENVOI__STORE__IMPORT_TIMEOUT_SECONDS",
+            })?
+    }
+
+    async fn checked_transaction<T, F>(
+        &self,
+        statement_timeout: Option<Duration>,
+        wrote: impl FnOnce(&T) -> bool,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(
+            &'t mut Transaction<'static, Postgres>,
+        ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        if let Some(limit) = statement_timeout {
+            // SET takes no bind parameters; the value is a number of our own.
+            sqlx::query(&format!("SET LOCAL statement_timeout = {}", limit.as_millis()))
                 .execute(&mut *tx)
                 .await?;
-            let result = change(&mut tx).await?;
+        }
+        // One writer at a time, so that two valid changes cannot make an invalid policy.
+        sqlx::query("LOCK TABLE envoi_secrets, envoi_grants, envoi_grant_items IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let result = change(&mut tx).await?;
+        if wrote(&result) {
             let doc = read_doc(&mut tx).await?;
             Loader::new(&self.keyring).load_doc("postgres", doc)?;
-            tx.commit().await?;
-            Ok(result)
-        })
-        .await
+        }
+        tx.commit().await?;
+        Ok(result)
     }
 }

@@ -355,3 +355,175 @@ fn export_is_a_toml_policy_that_serves_the_same() {
         assert_eq!((a.status, a.body_text()), (200, b.body_text()), "{project}/{kind}/{id}");
     }
 }
+
+/// A fleet policy of `n` workloads in the shape of `bench/gen_policy.py`: per project a
+/// named secret, per workload an unnamed exact grant with an inline value and that
+/// secret, and every third one a FILE with an inline value and an owner.
+fn fleet(n: usize, shard_of_the_first: usize) -> String {
+    let projects = (n / 20).max(1);
+    let mut text = String::new();
+    for p in 0..projects {
+        text += &format!("[secrets.p{p}_api_key]\nvalue = \"key-{p}\"\n\n");
+    }
+    for i in 0..n {
+        let p = i % projects;
+        text += &format!(
+            "[[grants]]\nproject = \"proj-{p}\"\ntype = \"service\"\nid = \"svc-{i}\"\n\
+             env = {{ SERVICE_NAME = {{ value = \"svc-{i}\" }}, API_KEY = \"p{p}_api_key\" }}\n\n"
+        );
+        if i % 3 == 0 {
+            let shard = if i == 0 { shard_of_the_first } else { i % 64 };
+            text += &format!(
+                "[[grants.files]]\npath = \"/etc/app/config.json\"\nvalue = '{{\"shard\":{shard}}}'\nowner = \"1000\"\n\n"
+            );
+        }
+    }
+    text
+}
+
+/// Thousands of workloads go in with a few statements per table (the generation moves
+/// once for the whole import, not once per row), a second import writes nothing and is
+/// quick, and a change to one workload writes that one grant.
+#[test]
+fn a_fleet_imports_at_once_and_imports_again_writing_nothing() {
+    const WORKLOADS: usize = 3000;
+    let Some(db) = Db::create("a_fleet_imports_at_once_and_imports_again_writing_nothing") else {
+        return;
+    };
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    let generation = || db.int("SELECT generation FROM envoi_policy_state");
+    let empty = generation();
+    env.write("fleet/policy.toml", fleet(WORKLOADS, 0));
+
+    env.envoi(&["db", "import", "fleet/policy.toml"], b"")
+        .success()
+        .stdout_names("150 secret(s) written, 0 removed; 3000 grant(s) written, 0 removed; 0 unchanged");
+    assert_eq!(generation(), empty + 1, "one import, one generation");
+    assert_eq!(db.int("SELECT count(*) FROM envoi_grant_items"), 7000);
+    let before = fingerprint(&db);
+
+    let started = std::time::Instant::now();
+    env.envoi(&["db", "import", "fleet/policy.toml"], b"")
+        .success()
+        .stdout_names("0 secret(s) written, 0 removed; 0 grant(s) written, 0 removed; 3150 unchanged");
+    let again = started.elapsed();
+    assert_eq!(fingerprint(&db), before, "a second import must not touch a row");
+    // Generous for a debug build on a busy machine; row by row it took far longer.
+    assert!(again < Duration::from_secs(15), "the second import took {again:?}");
+
+    env.write("fleet/policy.toml", fleet(WORKLOADS, 99));
+    env.envoi(&["db", "import", "fleet/policy.toml"], b"")
+        .success()
+        .stdout_names("0 secret(s) written, 0 removed; 1 grant(s) written, 0 removed; 3149 unchanged");
+    assert_eq!(generation(), empty + 2);
+    assert_eq!(
+        db.strings("SELECT name FROM envoi_grants WHERE version > 1"),
+        ["proj-0/service/svc-0"]
+    );
+}
+
+/// A database made by the first schema, written as the old code wrote (a statement a
+/// row, each moving the generation), migrates forward with `db migrate` and keeps every
+/// row; afterwards a transaction moves the generation once, however many statements.
+#[test]
+fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
+    use sqlx::Connection as _;
+    let Some(db) = Db::create("db_migrate_moves_a_database_of_the_first_schema_forward") else {
+        return;
+    };
+    let first = tempfile::tempdir().expect("a temporary folder");
+    let name = "20261124000001_policy.sql";
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(name),
+        first.path().join(name),
+    )
+    .expect("copy the first migration");
+    let (url, dir) = (db.url.clone(), first.path().to_owned());
+    crate::support::block_on(move || async move {
+        let migrator = sqlx::migrate::Migrator::new(dir.as_path())
+            .await
+            .expect("the first migration");
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        migrator.run(&mut conn).await.expect("apply the first migration");
+    });
+    let generation = || db.int("SELECT generation FROM envoi_policy_state");
+    for statement in [
+        "INSERT INTO envoi_secrets (name, template, updated_by) VALUES ('greeting', 'hello ${projectId}', 'cli:old')",
+        "INSERT INTO envoi_grants (name, project, updated_by) VALUES ('billing', 'billing', 'cli:old')",
+        "INSERT INTO envoi_grant_items (grant_name, kind, target, secret) VALUES ('billing', 'ENV', 'GREETING', 'greeting')",
+    ] {
+        db.exec(statement);
+    }
+    assert_eq!(generation(), 4, "the first schema moves the generation per statement");
+    let before = fingerprint(&db);
+
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    assert_eq!(
+        fingerprint(&db),
+        before,
+        "the migration must keep every row and the generation"
+    );
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 2);
+
+    db.exec(
+        "BEGIN;
+         INSERT INTO envoi_grants (name, project, updated_by) VALUES ('web', 'web', 'cli:new');
+         INSERT INTO envoi_grant_items (grant_name, kind, target, secret) VALUES ('web', 'ENV', 'GREETING', 'greeting');
+         UPDATE envoi_secrets SET template = 'hi ${projectId}', version = 2;
+         COMMIT;",
+    );
+    assert_eq!(generation(), 5, "three statements in one transaction, one generation");
+    env.envoi(&["db", "export"], b"")
+        .success()
+        .stdout_names("hi ${projectId}")
+        .stdout_names("billing");
+}
+
+/// An import that cannot finish within `store.import_timeout_seconds` (here another
+/// writer holds the tables) gives up, writes nothing, and its error names the setting.
+#[test]
+fn an_import_past_its_time_bound_writes_nothing_and_names_the_setting() {
+    use sqlx::Connection as _;
+    let Some(db) = Db::create("an_import_past_its_time_bound_writes_nothing_and_names_the_setting") else {
+        return;
+    };
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    env.write("fleet/policy.toml", fleet(20, 0));
+
+    let (locked, on_lock) = std::sync::mpsc::channel();
+    let (release, on_release) = std::sync::mpsc::channel::<()>();
+    let url = db.url.clone();
+    let holder = std::thread::spawn(move || {
+        crate::support::block_on(move || async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("LOCK TABLE envoi_secrets IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            locked.send(()).expect("the test waits");
+            // Nothing else runs on this runtime: blocking it is harmless.
+            let _ = on_release.recv_timeout(Duration::from_secs(60));
+            tx.rollback().await.expect("rollback");
+        })
+    });
+    on_lock.recv().expect("the lock is taken");
+    let ran = env
+        .run_with(
+            &["--config", "envoi.toml", "db", "import", "fleet/policy.toml"],
+            b"",
+            &[("ENVOI__STORE__IMPORT_TIMEOUT_SECONDS", "1")],
+        )
+        .failure();
+    release.send(()).expect("the holder waits");
+    holder.join().expect("the holder ends");
+    ran.stderr_names("the import did not finish within 1 s")
+        .stderr_names("store.import_timeout_seconds")
+        .stderr_names("ENVOI__STORE__IMPORT_TIMEOUT_SECONDS");
+    assert_eq!(db.int("SELECT count(*) FROM envoi_grants"), 0);
+}
