@@ -442,7 +442,7 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
     )
     .expect("copy the first migration");
     let (url, dir) = (db.url.clone(), first.path().to_owned());
-    crate::support::block_on(move || async move {
+    crate::postgres::db::block_on(move || async move {
         let migrator = sqlx::migrate::Migrator::new(dir.as_path())
             .await
             .expect("the first migration");
@@ -499,7 +499,7 @@ fn an_import_past_its_time_bound_writes_nothing_and_names_the_setting() {
     let (release, on_release) = std::sync::mpsc::channel::<()>();
     let url = db.url.clone();
     let holder = std::thread::spawn(move || {
-        crate::support::block_on(move || async move {
+        crate::postgres::db::block_on(move || async move {
             let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
             let mut tx = conn.begin().await.expect("begin");
             sqlx::query("LOCK TABLE envoi_secrets IN EXCLUSIVE MODE")
