@@ -32,6 +32,9 @@ pub enum Command {
     /// Re-seal every sealed value of the policy under the newest master key, in place,
     /// keeping comments and order.
     Reseal,
+    /// Ask an envoi (or any server that speaks the protocol) for a workload's answer, as
+    /// the platform would, and print it. FILE items are not written.
+    Fetch(FetchArgs),
     /// Postgres store: schema and bulk import/export.
     #[command(subcommand)]
     Db(DbCommand),
@@ -150,6 +153,53 @@ pub struct ExplainArgs {
     /// Print values instead of masking them.
     #[arg(long)]
     pub show_values: bool,
+}
+
+/// Where to ask and with which token: shared by `fetch` (and `run`, later).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("token").required(true).args(["token_file", "token_env", "project"])))]
+pub struct ClientArgs {
+    /// The server's protocol URL, such as https://envoi.internal:8443/.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Read the token from this file on every fetch (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Mint the token for this project (with --type and --id), signed with the first
+    /// signing key of --config.
+    #[arg(long, requires_all = ["kind", "id"])]
+    pub project: Option<String>,
+    /// The workload's type, for a minted token.
+    #[arg(long = "type", value_name = "TYPE", requires = "project")]
+    pub kind: Option<String>,
+    /// The workload's id, for a minted token.
+    #[arg(long, requires = "project")]
+    pub id: Option<String>,
+    /// Trust the certificates of this PEM file (a private CA) instead of the web's roots.
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// How long a connection may take to open: 90s, 15m...
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: u64,
+    /// How long the server may stay silent while answering.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: u64,
+    /// For how long connection errors, timeouts and 5xx are retried, with backoff
+    /// (never a 401 or another 4xx).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub retry_for: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// json: the protocol's body as received; dotenv: KEY="VALUE"; shell: export KEY='VALUE'.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: crate::client::Format,
 }
 
 #[derive(Debug, Args)]

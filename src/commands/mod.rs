@@ -15,6 +15,7 @@ use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
 use crate::serve::Assembly;
 
+mod fetch;
 mod pg;
 use crate::store::toml::TomlStore;
 use crate::store::PolicySource;
@@ -33,6 +34,10 @@ pub enum CommandError {
     #[error(transparent)]
     Source(#[from] crate::store::source::SourceError),
     #[error(transparent)]
+    Fetch(#[from] crate::client::FetchError),
+    #[error(transparent)]
+    Format(#[from] crate::client::FormatError),
+    #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
     #[error("{0}")]
     Other(String),
@@ -49,6 +54,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Keygen => keygen(),
         Command::Seal(args) => seal(config, &args),
         Command::Reseal => reseal(config),
+        Command::Fetch(args) => fetch::fetch(config, &args),
         Command::Db(command) => pg::db(config, command),
         Command::Secret(command) => pg::secret(config, command),
         Command::Grant(command) => pg::grant(config, command),
@@ -165,7 +171,7 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn workload(args: &crate::cli::WorkloadArgs) -> Result<Workload, CommandError> {
+pub(crate) fn workload(args: &crate::cli::WorkloadArgs) -> Result<Workload, CommandError> {
     Workload::new(&args.project, &args.kind, &args.id).map_err(|_| {
         CommandError::Other("--project, --type and --id must be non-empty names without control characters".into())
     })

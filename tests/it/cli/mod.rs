@@ -4,6 +4,7 @@
 mod check;
 mod environment;
 mod explain;
+mod fetch;
 mod help;
 mod logs;
 mod pipe;

@@ -287,3 +287,122 @@ fn a_silent_connection_is_closed_at_the_handshake_timeout() {
         "{body}"
     );
 }
+
+/// A CA (`ca.pem`) and a `localhost` certificate it signed (`tls.crt`, `tls.key`): rustls,
+/// unlike curl, refuses a self-signed CA certificate used as the server's own.
+fn make_ca_and_leaf(ws: &Workspace) -> PathBuf {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(ws.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=localhost"],
+    ]
+    .concat());
+    ws.write("leaf.ext", "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "tls.crt",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    ws.join("ca.pem")
+}
+
+#[test]
+fn fetch_speaks_https_trusting_the_cafile_and_refuses_an_unknown_certificate() {
+    if !tools_present() {
+        return;
+    }
+    let ws = Workspace::new();
+    let ca = make_ca_and_leaf(&ws);
+    let policy = ws.write(
+        "policy.toml",
+        "[[grants]]\nproject = \"billing\"\nenv = { REGION = { value = \"eu-west\" } }\n",
+    );
+    let config = ws.write(
+        "envoi.toml",
+        format!(
+            "[server]\nworkers = 1\n\n[server.tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n\n\
+             [auth]\nsecrets = [{}]\n\n[store]\npath = {}\n",
+            toml_string(KEY),
+            toml_string(&policy.display().to_string()),
+        ),
+    );
+    let server = Server::launch(ws.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .ready_when(|server| curl(server.port, &ca, "/healthz", &[]).0 == 0)
+        .start();
+    let now = jwt::now();
+    ws.write(
+        "token",
+        jwt::sign(KEY, &jwt::claims("billing", "service", "api", now, now + 300)),
+    );
+    let url = format!("https://localhost:{}/", server.port);
+    let fetch = |extra: &[&str]| {
+        crate::support::Ran::of(
+            ws.envoi([
+                "fetch",
+                "--url",
+                url.as_str(),
+                "--token-file",
+                "token",
+                "--format",
+                "dotenv",
+            ])
+            .args(extra),
+        )
+    };
+
+    let trusted = fetch(&["--cafile", "ca.pem"]);
+    assert_eq!(trusted.stdout, "REGION=\"eu-west\"\n", "{trusted}\n{}", server.output());
+
+    let started = Instant::now();
+    let untrusted = fetch(&[]).failure();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a certificate is not retried: {untrusted}"
+    );
+    untrusted
+        .stderr_names("localhost")
+        .stderr_names("certificate")
+        .stderr_names("not retried");
+    assert!(untrusted.stdout.is_empty(), "{untrusted}");
+}
