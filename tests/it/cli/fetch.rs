@@ -250,3 +250,32 @@ fn bad_flags_are_refused_before_any_request() {
         .failure()
         .stderr_names("absent");
 }
+
+#[test]
+fn a_server_that_comes_up_late_is_retried_and_its_answer_printed() {
+    let ws = workspace();
+    let port = free_port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let url = format!("http://127.0.0.1:{port}/");
+    std::thread::scope(|scope| {
+        let fetching = scope.spawn(|| fetch(&ws, &url, &["--format", "dotenv", "--retry-for", "15s"]));
+        std::thread::sleep(Duration::from_millis(1000));
+        let server = Server::launch(ws.path())
+            .args(["serve", "--config", "envoi.toml"])
+            .env("ENVOI__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .ready_when(move |_| {
+                raw_http::get(address, "/healthz", None, Duration::from_secs(2))
+                    .is_ok_and(|answer| answer.status == 200)
+            })
+            .start();
+        let out = fetching.join().expect("the fetch thread");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.output()
+        );
+        assert!(stdout.contains("EMPTY=\"\"\n"), "{stdout}");
+    });
+}
