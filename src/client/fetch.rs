@@ -105,7 +105,8 @@ pub fn shown(url: &reqwest::Url) -> String {
 
 /// Checks a `--url` value: http or https with a host.
 pub fn parse_url(text: &str) -> Result<reqwest::Url, FetchError> {
-    let url = reqwest::Url::parse(text).map_err(|_| FetchError::Url(text.chars().take(200).collect(), "not a URL"))?;
+    // Not echoed: a URL that does not parse may still carry a password or a query.
+    let url = reqwest::Url::parse(text).map_err(|_| FetchError::Url("(as given)".into(), "not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(FetchError::Url(shown(&url), "must be http:// or https:// with a host"));
     }
@@ -326,4 +327,36 @@ fn cause(error: &reqwest::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_loses_one_trailing_newline_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        for (contents, expected) in [
+            ("abc", "abc"),
+            ("abc\n", "abc"),
+            ("abc\r\n", "abc"),
+            ("abc\n\n", "abc\n"),
+        ] {
+            std::fs::write(&path, contents).unwrap();
+            let token = token(&TokenSource::File(path.clone())).unwrap();
+            assert_eq!(token.expose_secret(), expected, "{contents:?}");
+        }
+        std::fs::write(&path, "\n").unwrap();
+        let error = token(&TokenSource::File(path.clone())).unwrap_err().to_string();
+        assert!(error.contains("--token-file") && error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_user_part_or_query() {
+        let url = parse_url("https://user:hunter2@envoi.internal:8443/x?token=hunter2#f").unwrap();
+        assert_eq!(shown(&url), "https://envoi.internal:8443/x");
+        assert!(parse_url("ftp://envoi.internal/").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
 }
