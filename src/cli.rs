@@ -64,6 +64,13 @@ pub enum DbCommand {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Restore the secrets and grants as they were at generation GEN, in one change,
+    /// checked like any other; sealed values are restored as they were sealed.
+    Rollback {
+        /// The generation to restore (see `db history`).
+        #[arg(long, value_name = "GEN")]
+        to: i64,
+    },
 }
 
 /// How a report is printed.

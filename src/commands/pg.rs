@@ -64,6 +64,13 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 );
             }
             DbCommand::Export => print!("{}", store.export().await?),
+            DbCommand::Rollback { to } => {
+                let report = store.rollback(to, &postgres::actor("rollback")).await?;
+                println!(
+                    "rolled back to generation {to}: {} secret(s) written, {} removed; {} grant(s) written, {} removed",
+                    report.secrets_written, report.secrets_removed, report.grants_written, report.grants_removed
+                );
+            }
             DbCommand::History { name, format } => {
                 let entries = store.history(name.as_deref()).await?;
                 match format {

@@ -19,7 +19,7 @@ mod rows;
 mod sync;
 
 pub use crud::SecretInfo;
-pub use history::HistoryEntry;
+pub use history::{HistoryEntry, RollbackReport};
 pub use import::ImportReport;
 pub use pool::{PgSettings, PgStore};
 pub(crate) use rows::selector_columns;

@@ -182,3 +182,122 @@ fn an_import_is_recorded_as_one_change() {
         ]
     );
 }
+
+/// The value lines of `explain --show-values` for a workload.
+fn answers(env: &Env, workloads: &[(&str, &str, &str)]) -> Vec<String> {
+    let mut all = Vec::new();
+    for (project, kind, id) in workloads {
+        let ran = env
+            .envoi(
+                &[
+                    "explain",
+                    "--project",
+                    project,
+                    "--type",
+                    kind,
+                    "--id",
+                    id,
+                    "--show-values",
+                ],
+                b"",
+            )
+            .success();
+        all.push(format!("{project}/{kind}/{id}"));
+        all.extend(
+            ran.stdout
+                .lines()
+                .filter(|line| !line.starts_with(char::is_whitespace))
+                .map(str::to_owned),
+        );
+    }
+    all
+}
+
+const WORKLOADS: [(&str, &str, &str); 3] = [("p", "t", "i"), ("q", "t", "i"), ("r", "t", "i")];
+
+/// `db rollback --to GEN` restores exactly what GEN held (the same answers, the same
+/// sealed values) in one change recorded as a rollback; it refuses, writing nothing, a
+/// generation whose policy would not load.
+#[test]
+fn a_rollback_restores_an_earlier_generation_exactly_and_refuses_one_that_would_not_load() {
+    let Some((db, env)) = migrated("a_rollback_restores_an_earlier_generation") else {
+        return;
+    };
+    env.put("s1", "one");
+    env.put("t1", "kept");
+    env.envoi(
+        &["grant", "add", "a", "--project", "p", "--env", "K=s1", "--env", "T=t1"],
+        b"",
+    )
+    .success();
+    let at = db.int("SELECT generation FROM envoi_policy_state");
+    let before = answers(&env, &WORKLOADS);
+    let sealed_before = db.strings("SELECT name || ' ' || sealed FROM envoi_secrets ORDER BY name");
+    assert!(before.iter().any(|l| l.contains("one")), "{before:?}");
+
+    env.put("s1", "two");
+    env.put("s2", "new");
+    env.envoi(&["grant", "add", "b", "--project", "q", "--env", "L=s2"], b"")
+        .success();
+    env.envoi(&["grant", "rm", "a"], b"").success();
+    env.envoi(&["grant", "add", "a", "--project", "r", "--env", "K=s1"], b"")
+        .success();
+    assert_ne!(answers(&env, &WORKLOADS), before);
+
+    let ran = env.envoi(&["db", "rollback", "--to", &at.to_string()], b"").success();
+    ran.stdout_names(&format!("rolled back to generation {at}"));
+    assert_eq!(answers(&env, &WORKLOADS), before, "the answers of generation {at}");
+    assert_eq!(
+        db.strings("SELECT name || ' ' || sealed FROM envoi_secrets ORDER BY name"),
+        sealed_before,
+        "the values as they were sealed"
+    );
+    let now = db.int("SELECT generation FROM envoi_policy_state");
+    let last: Vec<(String, String, String, String)> = history(&env, &[])
+        .into_iter()
+        .filter(|e| e.0 == now)
+        .map(|e| (e.1, e.2, e.4, e.5))
+        .collect();
+    assert!(!last.is_empty());
+    assert!(
+        last.iter()
+            .all(|(actor, change, ..)| actor.starts_with("rollback:") && change == "rollback"),
+        "{last:?}"
+    );
+    let changed: Vec<(&str, &str)> = last.iter().map(|(_, _, n, a)| (n.as_str(), a.as_str())).collect();
+    assert_eq!(
+        changed,
+        [("s1", "put"), ("s2", "removed"), ("a", "replaced"), ("b", "removed")],
+        "t1 was the same: not written"
+    );
+    // Rolling back to where it is writes nothing.
+    env.envoi(&["db", "rollback", "--to", &now.to_string()], b"").success();
+    assert_eq!(db.int("SELECT generation FROM envoi_policy_state"), now);
+
+    // A generation that did not load (written by hand, unchecked) is refused.
+    db.exec(
+        "BEGIN;
+         INSERT INTO envoi_grants (name, project, updated_by) VALUES ('c', 'p', 'sql');
+         INSERT INTO envoi_grant_items (grant_name, kind, target, template) VALUES ('c', 'ENV', 'K', 'other');
+         COMMIT;",
+    );
+    let broken = db.int("SELECT generation FROM envoi_policy_state");
+    env.envoi(&["grant", "rm", "c"], b"").success();
+    let entries = history(&env, &[]).len();
+    let generation = db.int("SELECT generation FROM envoi_policy_state");
+    env.envoi(&["db", "rollback", "--to", &broken.to_string()], b"")
+        .failure()
+        .stderr_names("does not load")
+        .stderr_names("K");
+    assert_eq!(
+        db.int("SELECT generation FROM envoi_policy_state"),
+        generation,
+        "nothing written"
+    );
+    assert_eq!(history(&env, &[]).len(), entries);
+    assert_eq!(answers(&env, &WORKLOADS), before);
+
+    env.envoi(&["db", "rollback", "--to", "1000000"], b"")
+        .failure()
+        .stderr_names("not in the history");
+}
