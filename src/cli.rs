@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "envoi", version, about = "A self-hosted secret source for PaaS workloads")]
@@ -58,6 +58,29 @@ pub enum DbCommand {
     },
     /// Print the policy as TOML with sealed values, as `envoi check` accepts it.
     Export,
+    /// Who changed what, when, at which generation, oldest first; never a value.
+    History {
+        /// Only the changes to the secret or grant of this name.
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// `text` (a table) or `json` (an array, one object per change; see the README).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Restore the secrets and grants as they were at generation GEN, in one change,
+    /// checked like any other; sealed values are restored as they were sealed.
+    Rollback {
+        /// The generation to restore (see `db history`).
+        #[arg(long, value_name = "GEN")]
+        to: i64,
+    },
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

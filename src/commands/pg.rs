@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{init_quiet_logs, CommandError};
-use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, SecretCommand};
+use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, OutputFormat, SecretCommand};
 use crate::config::Settings;
 use crate::policy::model::{EnvSpec, FileSpec, GrantSpec, OwnerSpec};
 use crate::store::postgres::{self, PgSettings, PgStore};
@@ -64,6 +64,35 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 );
             }
             DbCommand::Export => print!("{}", store.export().await?),
+            DbCommand::Rollback { to } => {
+                let report = store.rollback(to, &postgres::actor("rollback")).await?;
+                println!(
+                    "rolled back to generation {to}: {} secret(s) written, {} removed; {} grant(s) written, {} removed",
+                    report.secrets_written, report.secrets_removed, report.grants_written, report.grants_removed
+                );
+            }
+            DbCommand::History { name, format } => {
+                let entries = store.history(name.as_deref()).await?;
+                match format {
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&entries)
+                            .map_err(|e| CommandError::Other(format!("cannot write JSON: {e}")))?
+                    ),
+                    OutputFormat::Text => {
+                        println!(
+                            "{:>10}  {:<20}  {:<8}  {:<6}  {:<32}  {:<8}  ACTOR",
+                            "GENERATION", "AT", "CHANGE", "OBJECT", "NAME", "ACTION"
+                        );
+                        for e in entries {
+                            println!(
+                                "{:>10}  {:<20}  {:<8}  {:<6}  {:<32}  {:<8}  {}",
+                                e.generation, e.at, e.change, e.object, e.name, e.action, e.actor
+                            );
+                        }
+                    }
+                }
+            }
         }
         store.close().await;
         Ok(())
@@ -114,7 +143,7 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
                 }
             }
             SecretCommand::Rm { name } => {
-                store.remove_secret(&name).await?;
+                store.remove_secret(&name, &postgres::actor("cli")).await?;
                 println!("secret `{name}` removed");
             }
         }
@@ -155,7 +184,7 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
                 }
             }
             GrantCommand::Rm { name } => {
-                store.remove_grant(&name).await?;
+                store.remove_grant(&name, &postgres::actor("cli")).await?;
                 println!("grant `{name}` removed");
             }
         }

@@ -12,12 +12,14 @@ use crate::policy::PolicyError;
 
 mod bulk;
 mod crud;
+mod history;
 mod import;
 mod pool;
 mod rows;
 mod sync;
 
 pub use crud::SecretInfo;
+pub use history::{HistoryEntry, RollbackReport};
 pub use import::ImportReport;
 pub use pool::{PgSettings, PgStore};
 pub(crate) use rows::selector_columns;

@@ -11,14 +11,16 @@ impl PgStore {
     pub async fn put_secret(&self, name: &str, plaintext: &[u8], actor: &str) -> Result<i32, StoreError> {
         let sealed = Sealed::new(&self.keyring, name, plaintext)?;
         let (name, actor) = (name.to_owned(), actor.to_owned());
-        self.change(move |tx| Box::pin(async move { upsert_secret(tx, &name, Some(&sealed), None, &actor).await }))
-            .await
+        self.change(&actor.clone(), move |tx| {
+            Box::pin(async move { upsert_secret(tx, &name, Some(&sealed), None, &actor).await })
+        })
+        .await
     }
 
     /// Removes a secret; refused while a grant or template still names it, naming them.
-    pub async fn remove_secret(&self, name: &str) -> Result<(), StoreError> {
+    pub async fn remove_secret(&self, name: &str, actor: &str) -> Result<(), StoreError> {
         match self
-            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name)
+            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name, actor)
             .await
         {
             // The policy loaded before the removal, so what no longer loads is what used it.
@@ -72,14 +74,20 @@ impl PgStore {
     }
 
     /// Removes a grant and its items.
-    pub async fn remove_grant(&self, name: &str) -> Result<(), StoreError> {
-        self.remove("DELETE FROM envoi_grants WHERE name = $1", "grant", name)
+    pub async fn remove_grant(&self, name: &str, actor: &str) -> Result<(), StoreError> {
+        self.remove("DELETE FROM envoi_grants WHERE name = $1", "grant", name, actor)
             .await
     }
 
-    async fn remove(&self, statement: &'static str, what: &'static str, name: &str) -> Result<(), StoreError> {
+    async fn remove(
+        &self,
+        statement: &'static str,
+        what: &'static str,
+        name: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.change(move |tx| {
+        self.change(actor, move |tx| {
             Box::pin(async move {
                 let gone = sqlx::query(statement).bind(&name).execute(&mut **tx).await?;
                 if gone.rows_affected() == 0 {
@@ -99,7 +107,7 @@ impl PgStore {
             .ok_or_else(|| StoreError::Invalid("a grant needs a name".into()))?;
         let items = self.item_rows(&name, &grant, None)?;
         let actor = actor.to_owned();
-        self.change(move |tx| {
+        self.change(&actor.clone(), move |tx| {
             Box::pin(async move {
                 let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM envoi_grants WHERE name = $1)")
                     .bind(&name)

@@ -18,7 +18,7 @@ impl PgStore {
         let desired = self.desired(files)?;
         let actor = actor.to_owned();
         let keyring = self.keyring.clone();
-        self.bulk_change(ImportReport::wrote_anything, move |tx| {
+        self.bulk_change(&actor.clone(), ImportReport::wrote_anything, move |tx| {
             Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await })
         })
         .await

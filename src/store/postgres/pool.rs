@@ -124,27 +124,29 @@ impl PgStore {
     /// Runs `change` in a transaction, then compiles the resulting policy in the same
     /// transaction and commits only if it loads: a change that would break the policy is
     /// refused with the messages the TOML store gives.
-    pub(super) async fn change<T, F>(&self, change: F) -> Result<T, StoreError>
+    /// `actor` is recorded in the history as who made the change.
+    pub(super) async fn change<T, F>(&self, actor: &str, change: F) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
-        self.bounded(self.checked_transaction(None, |_| true, change)).await
+        self.bounded(self.checked_transaction(actor, None, |_| true, change))
+            .await
     }
 
     /// `change` for a bulk change (`db import`): the whole transaction, and each of its
     /// statements, may take `store.import_timeout_seconds` rather than the per-query
     /// `store.statement_timeout_seconds`. When `wrote` says that the change wrote nothing,
     /// the compile is skipped: the tables are as they were.
-    pub(super) async fn bulk_change<T, F>(&self, wrote: fn(&T) -> bool, change: F) -> Result<T, StoreError>
+    pub(super) async fn bulk_change<T, F>(&self, actor: &str, wrote: fn(&T) -> bool, change: F) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
         let limit = self.import_timeout;
-        tokio::time::timeout(limit, self.checked_transaction(Some(limit), wrote, change))
+        tokio::time::timeout(limit, self.checked_transaction(actor, Some(limit), wrote, change))
             .await
             .map_err(|_| StoreError::OutOfTime {
                 what: "the import",
@@ -156,6 +158,7 @@ impl PgStore {
 
     async fn checked_transaction<T, F>(
         &self,
+        actor: &str,
         statement_timeout: Option<Duration>,
         wrote: impl FnOnce(&T) -> bool,
         change: F,
@@ -172,6 +175,11 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // The history's triggers record who wrote the change (for this transaction only).
+        sqlx::query("SELECT set_config('envoi.actor', $1, true)")
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
         // One writer at a time, so that two valid changes cannot make an invalid policy.
         sqlx::query("LOCK TABLE envoi_secrets, envoi_grants, envoi_grant_items IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)

@@ -9,7 +9,9 @@ use super::db::Db;
 use super::env::Env;
 
 /// The tables `db migrate` creates.
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 6] = [
+    "envoi_change_items",
+    "envoi_changes",
     "envoi_grant_items",
     "envoi_grants",
     "envoi_policy_state",
@@ -89,12 +91,16 @@ fn migrate_creates_the_tables_and_can_run_twice() {
 
     env.envoi(&["db", "migrate"], b"").success();
     assert_eq!(envoi_tables(&db), TABLES);
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 2, "the two migrations");
+    assert_eq!(
+        db.int("SELECT count(*) FROM _sqlx_migrations"),
+        3,
+        "the three migrations"
+    );
     let generation = db.int("SELECT generation FROM envoi_policy_state");
 
     env.envoi(&["db", "migrate"], b"").success();
     assert_eq!(envoi_tables(&db), TABLES);
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 2, "applied once");
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 3, "applied once");
     assert_eq!(db.int("SELECT generation FROM envoi_policy_state"), generation);
 
     // An empty policy is a valid one.

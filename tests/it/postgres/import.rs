@@ -467,7 +467,16 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
         before,
         "the migration must keep every row and the generation"
     );
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 2);
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 3);
+    // The history starts with what the database held, at its generation.
+    assert_eq!(
+        db.strings("SELECT concat_ws(' ', generation, actor, kind) FROM envoi_changes ORDER BY generation"),
+        ["4 migration baseline"]
+    );
+    assert_eq!(
+        db.strings("SELECT concat_ws(' ', object, name, action) FROM envoi_change_items ORDER BY object, name"),
+        ["grant billing added", "secret greeting put"]
+    );
 
     db.exec(
         "BEGIN;
@@ -477,6 +486,11 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
          COMMIT;",
     );
     assert_eq!(generation(), 5, "three statements in one transaction, one generation");
+    assert_eq!(
+        db.strings("SELECT concat_ws(' ', object, name, action) FROM envoi_change_items WHERE generation = 5 ORDER BY object, name"),
+        ["grant web added", "secret greeting put"],
+        "a write that is not envoi's is recorded too"
+    );
     env.envoi(&["db", "export"], b"")
         .success()
         .stdout_names("hi ${projectId}")

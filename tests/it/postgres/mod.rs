@@ -9,6 +9,7 @@
 mod cli;
 mod db;
 mod env;
+mod history;
 mod import;
 mod outage;
 mod proxy;
