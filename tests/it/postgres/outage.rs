@@ -12,11 +12,21 @@ use super::env::{env_body, Env};
 use super::proxy::{with_address, Proxy};
 use crate::support::jwt::token;
 use crate::support::server::poll_until;
+use crate::support::server::Server;
 
 const WORKLOAD: (&str, &str, &str) = ("p", "service", "api");
 
 /// A migrated database with `db_password` granted to project `p`, a proxy to it (up or
 /// down), and `proxied.toml`, a config that reaches the database through the proxy.
+/// `serve` through the proxy, once it answers the workload with the first value of
+/// `db_password`; with that answer.
+fn serving_the_first_value(env: &Env) -> (Server, Value) {
+    let server = env.serve("proxied.toml");
+    let want = env_body(&[("DB_PASSWORD", "value-1")]);
+    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    (server, want)
+}
+
 fn through_proxy(test: &str, up: bool, store_extra: &str) -> Option<(Db, Env, Proxy)> {
     let db = Db::create(test)?;
     let env = Env::new(&db.url);
@@ -92,9 +102,7 @@ fn snapshot_serves_while_the_database_is_away() {
     ) else {
         return;
     };
-    let server = env.serve("proxied.toml");
-    let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    let (server, want) = serving_the_first_value(&env);
 
     proxy.down();
     // A change the replica cannot see while the database is away.
@@ -144,9 +152,7 @@ fn a_snapshot_too_stale_is_not_served() {
     ) else {
         return;
     };
-    let server = env.serve("proxied.toml");
-    let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    let (server, want) = serving_the_first_value(&env);
     // Confirmed every second, the snapshot stays fresh.
     std::thread::sleep(Duration::from_millis(2500));
     let answer = server.blocking_get("/", Some(&token_for()));
@@ -187,12 +193,7 @@ fn metrics_tell_the_snapshot_age_while_the_database_is_away() {
     ) else {
         return;
     };
-    let server = env.serve("proxied.toml");
-    server.blocking_wait_for(
-        WORKLOAD,
-        &env_body(&[("DB_PASSWORD", "value-1")]),
-        Duration::from_secs(10),
-    );
+    let (server, _) = serving_the_first_value(&env);
     // Confirmed every second while the database is there.
     std::thread::sleep(Duration::from_millis(1500));
     let age = server.blocking_metric("snapshot_age_seconds");
@@ -237,9 +238,7 @@ fn a_silent_database_is_noticed_within_10_s_and_caught_up_within_1_s_once_back()
     ) else {
         return;
     };
-    let server = env.serve("proxied.toml");
-    let want = env_body(&[("DB_PASSWORD", "value-1")]);
-    server.blocking_wait_for(WORKLOAD, &want, Duration::from_secs(10));
+    let (server, want) = serving_the_first_value(&env);
     let failures = server.blocking_metric("envoi_policy_load_failures_total");
 
     proxy.silence();
@@ -304,12 +303,7 @@ fn a_database_that_forgot_the_old_connections_is_reached_on_new_ones_within_1_s(
     ) else {
         return;
     };
-    let server = env.serve("proxied.toml");
-    server.blocking_wait_for(
-        WORKLOAD,
-        &env_body(&[("DB_PASSWORD", "value-1")]),
-        Duration::from_secs(10),
-    );
+    let (server, _) = serving_the_first_value(&env);
 
     let before = db.strings(&format!(
         "SELECT format('%L', pid::text || ' ' || backend_start::text) FROM pg_stat_activity \
