@@ -88,7 +88,13 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 async fn secrets(workload: Workload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let snapshot = state.policy.current();
     let Some(snapshot) = snapshot.as_ref().filter(|_| !state.too_stale()) else {
-        tracing::warn!(target: "envoi::audit", project = workload.project(), r#type = workload.kind(), id = workload.id(), status = 503u16, "no policy loaded");
+        // A stale snapshot is held but not served: the line says which of the two it is.
+        let why = if snapshot.is_some() {
+            "the policy snapshot is older than store.max_staleness_seconds"
+        } else {
+            "no policy loaded"
+        };
+        tracing::warn!(target: "envoi::audit", project = workload.project(), r#type = workload.kind(), id = workload.id(), status = 503u16, "{why}");
         return Err(ApiError::Unavailable);
     };
     let answer = snapshot.policy.answer(&workload);
