@@ -77,7 +77,7 @@ fn fixture(n: usize) -> &'static Fixture {
         let text = policy::policy_toml(n);
         let policy = envoi::policy::load_str("bench-policy.toml", &text, None).expect("the bench policy loads");
         assert_eq!(
-            policy.grants().len(),
+            policy.grant_count(),
             3 + policy::projects(n) + n,
             "grants of the fleet of {n}"
         );

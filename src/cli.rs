@@ -110,6 +110,8 @@ pub enum SecretCommand {
 pub enum GrantCommand {
     /// Add a grant: a selector and what it gives.
     Add(GrantAddArgs),
+    /// Create or replace a grant in one change: replicas never serve a moment without it.
+    Put(GrantAddArgs),
     /// List grants with their selectors and items.
     Ls,
     /// Remove a grant.

@@ -174,7 +174,7 @@ impl Registry {
         );
         if let Some(snapshot) = self.policy.current().as_ref() {
             out.push_str("# HELP envoi_policy_grants Grants in the loaded policy.\n# TYPE envoi_policy_grants gauge\n");
-            let _ = writeln!(out, "envoi_policy_grants {}", snapshot.policy.grants().len());
+            let _ = writeln!(out, "envoi_policy_grants {}", snapshot.policy.grant_count());
         }
 
         out.push_str("# HELP envoi_build_info Build information.\n# TYPE envoi_build_info gauge\n");

@@ -163,7 +163,7 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
     }
     println!(
         "ok: {} grants and {} secrets in {}; {} signing key(s)",
-        policy.grants().len(),
+        policy.grant_count(),
         policy.secret_count(),
         place,
         keys.len()

@@ -162,6 +162,13 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
                 store.add_grant(grant_spec(args)?, &postgres::actor("cli")).await?;
                 println!("grant `{name}` added");
             }
+            GrantCommand::Put(args) => {
+                let name = args.name.clone();
+                match store.put_grant(grant_spec(args)?, &postgres::actor("cli")).await? {
+                    true => println!("grant `{name}` replaced"),
+                    false => println!("grant `{name}` added"),
+                }
+            }
             GrantCommand::Ls => {
                 for grant in store.list_grants().await? {
                     let [project, kind, id] = postgres::selector_columns(&grant);

@@ -3,6 +3,7 @@
 
 mod diagnose;
 mod files;
+mod index;
 mod item;
 mod load;
 pub mod model;
@@ -11,7 +12,6 @@ mod selector;
 mod template;
 mod value;
 
-use ahash::{HashMap, HashMapExt as _};
 use std::fmt;
 
 pub use crate::secret::SecretBytes;
@@ -23,6 +23,18 @@ pub use selector::{Pattern, Selector, Specificity};
 pub use value::Value;
 
 use crate::auth::Workload;
+
+/// The secrets a template splices, by name; none for a template that does not parse
+/// (its load names the problem).
+pub fn spliced_secrets(text: &str) -> impl Iterator<Item = String> {
+    template::parse(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|part| match part {
+            template::RawPart::Secret(name) => Some(name),
+            _ => None,
+        })
+}
 
 /// A grant: who (selector) receives what (items, sorted by target).
 pub struct Grant {
@@ -67,17 +79,12 @@ impl Grant {
     }
 }
 
-type GrantId = u32;
-
 /// An immutable, checked policy. Built off the request path; a request only reads it.
+/// A patch (the Postgres store's next change) makes a new one that shares all it does
+/// not change with this one.
+#[derive(Clone)]
 pub struct Policy {
-    grants: Vec<Grant>,
-    /// Grants whose three fields are exact, by `project\0type\0id`.
-    exact: HashMap<Box<str>, Box<[GrantId]>>,
-    /// Grants with an exact project but a pattern for type or id.
-    by_project: HashMap<Box<str>, Box<[GrantId]>>,
-    /// Grants whose project is a pattern: tried against every workload.
-    general: Vec<GrantId>,
+    grants: index::GrantIndex,
     secrets: usize,
     inputs: Vec<std::path::PathBuf>,
     /// How each file read looked when it was read.
@@ -97,7 +104,7 @@ impl fmt::Debug for Policy {
 
 /// What one workload receives: for each target, the item of the most specific grant.
 pub struct Answer<'p> {
-    items: Vec<(&'p Item, GrantId)>,
+    items: Vec<(&'p Item, &'p Grant)>,
 }
 
 impl<'p> Answer<'p> {
@@ -141,30 +148,8 @@ impl Policy {
         inputs: Vec<std::path::PathBuf>,
         seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
     ) -> Self {
-        let mut exact: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
-        let mut by_project: HashMap<Box<str>, Vec<GrantId>> = HashMap::new();
-        let mut general = Vec::new();
-        for (id, grant) in grants.iter().enumerate() {
-            let id = GrantId::try_from(id).expect("fewer than 2^32 grants");
-            if let Some(key) = grant.selector.exact_key() {
-                exact.entry(key.into()).or_default().push(id);
-            } else if let Some(project) = grant.selector.project.exact() {
-                by_project.entry(project.into()).or_default().push(id);
-            } else {
-                general.push(id);
-            }
-        }
-        let shrink = |map: HashMap<Box<str>, Vec<GrantId>>| -> HashMap<Box<str>, Box<[GrantId]>> {
-            map.into_iter()
-                .map(|(key, ids)| (key, ids.into_boxed_slice()))
-                .collect()
-        };
-        let (exact, by_project) = (shrink(exact), shrink(by_project));
         Self {
-            grants,
-            exact,
-            by_project,
-            general,
+            grants: index::GrantIndex::new(grants),
             secrets,
             inputs,
             seen,
@@ -196,8 +181,15 @@ impl Policy {
         &self.inputs
     }
 
-    pub fn grants(&self) -> &[Grant] {
-        &self.grants
+    /// Every grant, in policy order (for a patched policy, patched grants last).
+    pub fn grants(&self) -> Vec<&Grant> {
+        let mut all: Vec<&index::Entry> = self.grants.all().collect();
+        all.sort_by_key(|entry| entry.order);
+        all.into_iter().map(|entry| &*entry.grant).collect()
+    }
+
+    pub fn grant_count(&self) -> usize {
+        self.grants.len()
     }
 
     pub fn secret_count(&self) -> usize {
@@ -205,40 +197,39 @@ impl Policy {
     }
 
     /// The grants that apply to `workload`, most specific first (ties in policy order).
-    fn matching(&self, workload: &Workload) -> Vec<GrantId> {
-        let mut ids: Vec<GrantId> = Vec::new();
-        if let Some(found) = self.exact.get(workload.index_key()) {
-            ids.extend_from_slice(found);
-        }
-        let project_grants = self
-            .by_project
-            .get(workload.project())
-            .map(|ids| &ids[..])
-            .unwrap_or_default();
-        for &id in project_grants.iter().chain(&self.general) {
-            if self.grants[id as usize].selector.matches(workload) {
-                ids.push(id);
+    fn matching(&self, workload: &Workload) -> Vec<&index::Entry> {
+        let mut found: Vec<&index::Entry> = self.grants.exact(workload.index_key()).iter().collect();
+        for entry in self
+            .grants
+            .project(workload.project())
+            .iter()
+            .chain(self.grants.general())
+        {
+            if entry.grant.selector.matches(workload) {
+                found.push(entry);
             }
         }
-        ids.sort_by(|a, b| {
-            let (ga, gb) = (&self.grants[*a as usize], &self.grants[*b as usize]);
-            ga.specificity.cmp_desc(&gb.specificity).then(a.cmp(b))
+        found.sort_by(|a, b| {
+            a.grant
+                .specificity
+                .cmp_desc(&b.grant.specificity)
+                .then(a.order.cmp(&b.order))
         });
-        ids
+        found
     }
 
     /// What `workload` receives, ENV items by key then FILE items by path.
     pub fn answer(&self, workload: &Workload) -> Answer<'_> {
         let grants = self.matching(workload);
-        let mut items: Vec<(&Item, GrantId, usize)> = Vec::new();
-        for (rank, &id) in grants.iter().enumerate() {
-            items.extend(self.grants[id as usize].items.iter().map(|item| (item, id, rank)));
+        let mut items: Vec<(&Item, &Grant, usize)> = Vec::new();
+        for (rank, entry) in grants.iter().enumerate() {
+            items.extend(entry.grant.items.iter().map(|item| (item, &*entry.grant, rank)));
         }
         // Most specific first within a target, then keep the first of each target.
         items.sort_by(|a, b| a.0.target.cmp(&b.0.target).then(a.2.cmp(&b.2)));
         items.dedup_by(|later, first| later.0.target == first.0.target);
         Answer {
-            items: items.into_iter().map(|(item, id, _)| (item, id)).collect(),
+            items: items.into_iter().map(|(item, grant, _)| (item, grant)).collect(),
         }
     }
 
@@ -249,16 +240,42 @@ impl Policy {
         answer
             .items
             .iter()
-            .map(|(item, id)| Explained {
+            .map(|(item, grant)| Explained {
                 item,
-                grant: &self.grants[*id as usize],
+                grant,
                 overridden: grants
                     .iter()
-                    .filter(|other| *other != id)
-                    .map(|other| &self.grants[*other as usize])
+                    .map(|other| &*other.grant)
+                    .filter(|other| !std::ptr::eq(*other, *grant))
                     .filter(|other| other.items.iter().any(|i| i.target == item.target))
                     .collect(),
             })
             .collect()
+    }
+
+    /// This policy with the grants named in `replaced` taken out and `added` put in (a
+    /// change read from the Postgres store's log, compiled on its own and checked with
+    /// the grants it could conflict with); `secrets` is how many secrets the result
+    /// defines. Shares everything it does not change with `self`.
+    pub fn patched<'n>(&self, replaced: impl IntoIterator<Item = &'n str>, added: Policy, secrets: usize) -> Policy {
+        let mut grants = self.grants.clone();
+        for name in replaced {
+            grants.remove(name);
+        }
+        let mut added: Vec<&index::Entry> = added.grants.all().collect();
+        added.sort_by_key(|entry| entry.order);
+        for entry in added {
+            if let Some(name) = &entry.grant.name {
+                grants.remove(name);
+            }
+            grants.add(entry.grant.clone());
+        }
+        Policy {
+            grants,
+            secrets,
+            inputs: Vec::new(),
+            seen: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 }

@@ -16,6 +16,7 @@ mod history;
 mod import;
 mod pool;
 mod rows;
+mod scope;
 mod sync;
 
 pub use crud::SecretInfo;

@@ -83,7 +83,7 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
                     watched.sync(policy.inputs());
                     tracing::info!(
                         trigger = ?why,
-                        grants = policy.grants().len(),
+                        grants = policy.grant_count(),
                         secrets = policy.secret_count(),
                         "policy reloaded"
                     );

@@ -105,7 +105,7 @@ impl PolicySource {
         match self {
             Self::Toml(store) => {
                 let policy = store.load()?;
-                tracing::info!(grants = policy.grants().len(), secrets = policy.secret_count(), path = %store.path().display(), "policy loaded");
+                tracing::info!(grants = policy.grant_count(), secrets = policy.secret_count(), path = %store.path().display(), "policy loaded");
                 reload::log_warnings(&policy);
                 holder.install(policy);
                 let reload = reload::spawn(store, holder.clone()).map_err(SourceError::Thread)?;

@@ -2,7 +2,9 @@
 
 use toml::Spanned;
 
+use super::pool::Check;
 use super::rows::{insert_grant, upsert_secret, Sealed};
+use super::scope::Scope;
 use super::{PgStore, StoreError};
 use crate::policy::model::GrantSpec;
 
@@ -10,8 +12,9 @@ impl PgStore {
     /// Seals `plaintext` for `name` and stores it; returns the new version.
     pub async fn put_secret(&self, name: &str, plaintext: &[u8], actor: &str) -> Result<i32, StoreError> {
         let sealed = Sealed::new(&self.keyring, name, plaintext)?;
+        let check = Check::Scope(Scope::secret(name));
         let (name, actor) = (name.to_owned(), actor.to_owned());
-        self.change(&actor.clone(), move |tx| {
+        self.change(&actor.clone(), check, move |tx| {
             Box::pin(async move { upsert_secret(tx, &name, Some(&sealed), None, &actor).await })
         })
         .await
@@ -20,7 +23,13 @@ impl PgStore {
     /// Removes a secret; refused while a grant or template still names it, naming them.
     pub async fn remove_secret(&self, name: &str, actor: &str) -> Result<(), StoreError> {
         match self
-            .remove("DELETE FROM envoi_secrets WHERE name = $1", "secret", name, actor)
+            .remove(
+                "DELETE FROM envoi_secrets WHERE name = $1",
+                "secret",
+                name,
+                actor,
+                Check::Scope(Scope::secret(name)),
+            )
             .await
         {
             // The policy loaded before the removal, so what no longer loads is what used it.
@@ -75,8 +84,15 @@ impl PgStore {
 
     /// Removes a grant and its items.
     pub async fn remove_grant(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        self.remove("DELETE FROM envoi_grants WHERE name = $1", "grant", name, actor)
-            .await
+        // Nothing can depend on a grant: no check needed.
+        self.remove(
+            "DELETE FROM envoi_grants WHERE name = $1",
+            "grant",
+            name,
+            actor,
+            Check::Nothing,
+        )
+        .await
     }
 
     async fn remove(
@@ -85,9 +101,10 @@ impl PgStore {
         what: &'static str,
         name: &str,
         actor: &str,
+        check: Check,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.change(actor, move |tx| {
+        self.change(actor, check, move |tx| {
             Box::pin(async move {
                 let gone = sqlx::query(statement).bind(&name).execute(&mut **tx).await?;
                 if gone.rows_affected() == 0 {
@@ -101,24 +118,34 @@ impl PgStore {
 
     /// Adds a grant (its name must be new).
     pub async fn add_grant(&self, grant: GrantSpec, actor: &str) -> Result<(), StoreError> {
+        self.write_grant(grant, actor, false).await.map(|_| ())
+    }
+
+    /// Creates or replaces a grant in one change; whether one was replaced.
+    pub async fn put_grant(&self, grant: GrantSpec, actor: &str) -> Result<bool, StoreError> {
+        self.write_grant(grant, actor, true).await
+    }
+
+    async fn write_grant(&self, grant: GrantSpec, actor: &str, replace: bool) -> Result<bool, StoreError> {
         let name = grant
             .name
             .clone()
             .ok_or_else(|| StoreError::Invalid("a grant needs a name".into()))?;
         let items = self.item_rows(&name, &grant, None)?;
         let actor = actor.to_owned();
-        self.change(&actor.clone(), move |tx| {
+        self.change(&actor.clone(), Check::Scope(Scope::grant(&name)), move |tx| {
             Box::pin(async move {
                 let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM envoi_grants WHERE name = $1)")
                     .bind(&name)
                     .fetch_one(&mut **tx)
                     .await?;
-                if exists {
+                if exists && !replace {
                     return Err(StoreError::Invalid(format!(
-                        "a grant named `{name}` exists; remove it first"
+                        "a grant named `{name}` exists; `grant put` replaces it"
                     )));
                 }
-                insert_grant(tx, &name, &grant, &items, &actor).await
+                insert_grant(tx, &name, &grant, &items, &actor).await?;
+                Ok(exists)
             })
         })
         .await

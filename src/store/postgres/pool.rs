@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Postgres, Transaction};
 
 use super::rows::{read_doc, read_on};
+use super::scope::{read_scope, Scope};
 use super::StoreError;
 use crate::policy::model::PolicyDoc;
 use crate::policy::{Loader, Policy};
@@ -121,24 +122,24 @@ impl PgStore {
         )
     }
 
-    /// Runs `change` in a transaction, then compiles the resulting policy in the same
-    /// transaction and commits only if it loads: a change that would break the policy is
-    /// refused with the messages the TOML store gives.
+    /// Runs `change` in a transaction, then checks what it can affect ([`Check`]) in the
+    /// same transaction and commits only if that compiles: a change that would break the
+    /// policy is refused with the messages the TOML store gives.
     /// `actor` is recorded in the history as who made the change.
-    pub(super) async fn change<T, F>(&self, actor: &str, change: F) -> Result<T, StoreError>
+    pub(super) async fn change<T, F>(&self, actor: &str, check: Check, change: F) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
-        self.bounded(self.checked_transaction(actor, None, |_| true, change))
+        self.bounded(self.checked_transaction(actor, None, move |_| check, change))
             .await
     }
 
     /// `change` for a bulk change (`db import`): the whole transaction, and each of its
     /// statements, may take `store.import_timeout_seconds` rather than the per-query
-    /// `store.statement_timeout_seconds`. When `wrote` says that the change wrote nothing,
-    /// the compile is skipped: the tables are as they were.
+    /// `store.statement_timeout_seconds`. The whole resulting policy is compiled, unless
+    /// `wrote` says that the change wrote nothing: the tables are as they were.
     pub(super) async fn bulk_change<T, F>(&self, actor: &str, wrote: fn(&T) -> bool, change: F) -> Result<T, StoreError>
     where
         F: for<'t> FnOnce(
@@ -146,7 +147,8 @@ impl PgStore {
         ) -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>,
     {
         let limit = self.import_timeout;
-        tokio::time::timeout(limit, self.checked_transaction(actor, Some(limit), wrote, change))
+        let check = move |result: &T| if wrote(result) { Check::Whole } else { Check::Nothing };
+        tokio::time::timeout(limit, self.checked_transaction(actor, Some(limit), check, change))
             .await
             .map_err(|_| StoreError::OutOfTime {
                 what: "the import",
@@ -160,7 +162,7 @@ impl PgStore {
         &self,
         actor: &str,
         statement_timeout: Option<Duration>,
-        wrote: impl FnOnce(&T) -> bool,
+        check: impl FnOnce(&T) -> Check,
         change: F,
     ) -> Result<T, StoreError>
     where
@@ -180,16 +182,35 @@ impl PgStore {
             .bind(actor)
             .execute(&mut *tx)
             .await?;
-        // One writer at a time, so that two valid changes cannot make an invalid policy.
-        sqlx::query("LOCK TABLE envoi_secrets, envoi_grants, envoi_grant_items IN SHARE ROW EXCLUSIVE MODE")
+        // One writer at a time, on the one row every change moves anyway (its generation):
+        // the next writer's check then sees this change committed, so that two valid
+        // changes cannot make an invalid policy. Readers (replicas) never wait on it.
+        sqlx::query("SELECT generation FROM envoi_policy_state FOR UPDATE")
             .execute(&mut *tx)
             .await?;
         let result = change(&mut tx).await?;
-        if wrote(&result) {
-            let doc = read_doc(&mut tx).await?;
-            Loader::new(&self.keyring).load_doc("postgres", doc)?;
+        match check(&result) {
+            Check::Nothing => {}
+            Check::Whole => {
+                let doc = read_doc(&mut tx).await?;
+                Loader::new(&self.keyring).load_doc("postgres", doc)?;
+            }
+            Check::Scope(scope) => {
+                let doc = read_scope(&mut tx, &scope).await?;
+                Loader::new(&self.keyring).load_doc("postgres", doc)?;
+            }
         }
         tx.commit().await?;
         Ok(result)
     }
+}
+
+/// What a change is checked by before it commits.
+pub(super) enum Check {
+    /// It wrote nothing, or nothing a load can refuse (a grant removed).
+    Nothing,
+    /// The part of the policy it can affect.
+    Scope(Scope),
+    /// The whole resulting policy (a bulk change).
+    Whole,
 }

@@ -170,6 +170,15 @@ pub(super) async fn read_rows(
 /// The tables as a policy document, the same model the TOML files parse into.
 pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, StoreError> {
     let (secrets, grants, items) = read_rows(conn).await?;
+    doc_from_rows(secrets, grants, items)
+}
+
+/// Rows as a policy document; `items` are every item of `grants`.
+pub(super) fn doc_from_rows(
+    secrets: Vec<SecretRow>,
+    grants: Vec<GrantRow>,
+    items: Vec<ItemRow>,
+) -> Result<PolicyDoc, StoreError> {
     let mut by_grant: HashMap<String, Vec<ItemRow>> = HashMap::new();
     for item in items {
         by_grant.entry(item.grant_name.clone()).or_default().push(item);

@@ -281,7 +281,7 @@ impl Replica {
                 Ok((generation, policy)) => {
                     tracing::info!(
                         generation,
-                        grants = policy.grants().len(),
+                        grants = policy.grant_count(),
                         secrets = policy.secret_count(),
                         "policy loaded from postgres"
                     );

@@ -14,6 +14,7 @@ mod import;
 mod outage;
 mod proxy;
 mod replicas;
+mod writes;
 
 use crate::support::jwt::SIGNING_KEY;
 use crate::support::{clean_command, toml_string, Ran};
