@@ -11,6 +11,7 @@
 use crate::policy::PolicyError;
 
 mod bulk;
+mod changes;
 mod crud;
 mod history;
 mod import;

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use tokio::time::{sleep, timeout, Instant};
 
-use super::rows::read_on;
+use super::changes::{read_since, Caught};
 use super::{PgStore, StoreError};
-use crate::policy::Policy;
 use crate::store::PolicyHolder;
 
 mod session;
@@ -278,13 +277,26 @@ impl Replica {
                 continue;
             };
             return match loaded {
-                Ok((generation, policy)) => {
-                    tracing::info!(
-                        generation,
-                        grants = policy.grant_count(),
-                        secrets = policy.secret_count(),
-                        "policy loaded from postgres"
-                    );
+                Ok(caught) => {
+                    let generation = caught.generation;
+                    let policy = caught.policy;
+                    match &caught.patched {
+                        Some(changed) => tracing::info!(
+                            generation,
+                            from = self.served.unwrap_or_default(),
+                            grants = policy.grant_count(),
+                            secrets = policy.secret_count(),
+                            changed_grants = %names(&changed.grants),
+                            changed_secrets = %names(&changed.secrets),
+                            "policy patched from postgres"
+                        ),
+                        None => tracing::info!(
+                            generation,
+                            grants = policy.grant_count(),
+                            secrets = policy.secret_count(),
+                            "policy loaded from postgres"
+                        ),
+                    }
                     self.refused = None;
                     // Installing waits for requests to let go of the old snapshot: off this
                     // thread, which also handles signals.
@@ -310,12 +322,15 @@ impl Replica {
     /// still probed, so that a database that falls silent in the middle of a long read is
     /// noticed as soon as an idle one; then compiles it. `None` when `session` was
     /// replaced meanwhile: the read may be stuck on a lost connection too.
-    async fn load(&mut self, session: &mut Session) -> Option<Result<(i64, Policy), StoreError>> {
+    async fn load(&mut self, session: &mut Session) -> Option<Result<Caught, StoreError>> {
         let pool = session.pool.clone();
         let store = self.store.clone();
+        // A patch needs the snapshot this replica serves, at the generation it served.
+        let base = self.holder.current().as_ref().map(Arc::clone);
+        let served = self.served.filter(|_| base.is_some());
         let read = store.bounded(async {
             let mut connection = pool.acquire().await?;
-            read_on(&mut connection).await
+            read_since(&mut connection, served).await
         });
         tokio::pin!(read);
         let read = loop {
@@ -329,7 +344,7 @@ impl Replica {
             }
         };
         Some(match read {
-            Ok((generation, doc)) => self.store.compile(doc).await.map(|policy| (generation, policy)),
+            Ok(read) => self.store.catch_up(read, base).await,
             Err(e) => Err(e),
         })
     }
@@ -428,5 +443,15 @@ impl Backoff {
 
     async fn wait(&mut self) {
         sleep(self.step()).await;
+    }
+}
+
+/// Names for a log line: the first few, and how many more.
+fn names(set: &std::collections::BTreeSet<String>) -> String {
+    const SHOWN: usize = 10;
+    let shown: Vec<&str> = set.iter().take(SHOWN).map(String::as_str).collect();
+    match set.len().saturating_sub(SHOWN) {
+        0 => shown.join(","),
+        more => format!("{} (+{more})", shown.join(",")),
     }
 }

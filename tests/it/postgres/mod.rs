@@ -12,6 +12,7 @@ mod env;
 mod history;
 mod import;
 mod outage;
+mod patches;
 mod proxy;
 mod replicas;
 mod writes;
