@@ -61,3 +61,6 @@ sed -i '0,/SERVICE_NAME = { value = "svc-1" }/s//SERVICE_NAME = { value = "svc-1
 import "one workload changed"
 psql -Atq "$DB_URL" -c "SELECT 'rows: ' || (SELECT count(*) FROM envoi_secrets) || ' secrets, ' ||
   (SELECT count(*) FROM envoi_grants) || ' grants, ' || (SELECT count(*) FROM envoi_grant_items) || ' items'"
+
+echo "== two replicas"
+python3 bench/pg_replicas.py "$ENVOI" "$WORK/envoi.toml"

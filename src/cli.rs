@@ -74,6 +74,10 @@ pub enum DbCommand {
         #[arg(long, value_name = "GEN")]
         to: i64,
     },
+    /// Compact the history older than both `store.history_keep_changes` changes and
+    /// `store.history_keep_days` days (every hundredth change also does): every generation
+    /// after the cut-off can still be rolled back to.
+    Prune,
 }
 
 /// How a report is printed.

@@ -110,6 +110,10 @@ pub struct StoreSettings {
     pub statement_timeout_seconds: u64,
     /// Postgres: the whole of a `db import`, each of its statements included.
     pub import_timeout_seconds: u64,
+    /// Postgres: the history is compacted past this many changes, once also older than
+    /// `history_keep_days`.
+    pub history_keep_changes: u64,
+    pub history_keep_days: u64,
     pub refresh_seconds: u64,
     /// 0: off.
     pub max_staleness_seconds: u64,

@@ -18,6 +18,10 @@ pub(super) fn store(settings: &Settings) -> Result<PgStore, CommandError> {
         connect_timeout: Duration::from_secs(settings.store.connect_timeout_seconds.max(1)),
         statement_timeout: Duration::from_secs(settings.store.statement_timeout_seconds.max(1)),
         import_timeout: Duration::from_secs(settings.store.import_timeout_seconds.max(1)),
+        retention: postgres::Retention {
+            keep_changes: settings.store.history_keep_changes,
+            keep_days: settings.store.history_keep_days,
+        },
         tls_ca_file: settings.store.tls_ca_file.clone(),
     };
     // Commands run outside any runtime; the pool must be built inside one.
@@ -62,6 +66,10 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                     report.grants_removed,
                     report.unchanged
                 );
+            }
+            DbCommand::Prune => {
+                let (gone, from) = store.compact_history().await?;
+                println!("compacted {gone} history entries; every generation from {from} on can be rolled back to");
             }
             DbCommand::Export => print!("{}", store.export().await?),
             DbCommand::Rollback { to } => {

@@ -23,7 +23,7 @@ mod sync;
 pub use crud::SecretInfo;
 pub use history::{HistoryEntry, RollbackReport};
 pub use import::ImportReport;
-pub use pool::{PgSettings, PgStore};
+pub use pool::{PgSettings, PgStore, Retention};
 pub(crate) use rows::selector_columns;
 pub use sync::sync;
 

@@ -78,6 +78,12 @@ pub(super) async fn read_since(conn: &mut PgConnection, served: Option<i64>) -> 
 /// hold every one of those changes (compacted, or written by a release without it), or
 /// when they are too many to patch.
 async fn changed_since(conn: &mut PgConnection, from: i64, to: i64) -> Result<Option<Scope>, StoreError> {
+    let history_from: i64 = sqlx::query_scalar("SELECT history_from FROM envoi_policy_state")
+        .fetch_one(&mut *conn)
+        .await?;
+    if from < history_from {
+        return Ok(None);
+    }
     // Every writing transaction moves the generation by one and logs itself.
     let logged: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM envoi_changes WHERE generation > $1 AND generation <= $2 AND kind <> 'baseline'",

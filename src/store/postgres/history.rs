@@ -77,7 +77,8 @@ impl PgStore {
         self.bulk_change(&actor.clone(), RollbackReport::wrote_anything, move |tx| {
             Box::pin(async move {
                 let (first, last): (Option<i64>, i64) = sqlx::query_as(
-                    "SELECT (SELECT min(generation) FROM envoi_changes), generation FROM envoi_policy_state",
+                    "SELECT greatest((SELECT min(generation) FROM envoi_changes), history_from), generation
+                     FROM envoi_policy_state",
                 )
                 .fetch_one(&mut **tx)
                 .await?;

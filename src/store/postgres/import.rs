@@ -236,6 +236,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(1),
             import_timeout: Duration::from_secs(1),
+            retention: crate::store::postgres::Retention::default(),
             tls_ca_file: None,
         };
         PgStore::new(

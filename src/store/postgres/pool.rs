@@ -27,6 +27,7 @@ pub struct PgSettings {
     /// The whole of a `db import`: reading, comparing, writing and the compile before
     /// commit (`store.import_timeout_seconds`).
     pub import_timeout: Duration,
+    pub retention: Retention,
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
@@ -40,7 +41,28 @@ pub struct PgStore {
     pub(super) connect_timeout: Duration,
     pub(super) statement_timeout: Duration,
     pub(super) import_timeout: Duration,
+    pub(super) retention: Retention,
 }
+
+/// How much of the history is kept: at least the last `keep_changes` changes, and every
+/// change younger than `keep_days` days.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep_changes: u64,
+    pub keep_days: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_changes: 1000,
+            keep_days: 90,
+        }
+    }
+}
+
+/// Every this many changes, the writer compacts the history too.
+const COMPACT_EVERY: i64 = 100;
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +97,7 @@ impl PgStore {
             connect_timeout: settings.connect_timeout,
             statement_timeout: settings.statement_timeout,
             import_timeout: settings.import_timeout,
+            retention: settings.retention,
         })
     }
 
@@ -185,8 +208,8 @@ impl PgStore {
         // One writer at a time, on the one row every change moves anyway (its generation):
         // the next writer's check then sees this change committed, so that two valid
         // changes cannot make an invalid policy. Readers (replicas) never wait on it.
-        sqlx::query("SELECT generation FROM envoi_policy_state FOR UPDATE")
-            .execute(&mut *tx)
+        let before: i64 = sqlx::query_scalar("SELECT generation FROM envoi_policy_state FOR UPDATE")
+            .fetch_one(&mut *tx)
             .await?;
         let result = change(&mut tx).await?;
         match check(&result) {
@@ -200,8 +223,38 @@ impl PgStore {
                 Loader::new(&self.keyring).load_doc("postgres", doc)?;
             }
         }
+        if (before + 1) % COMPACT_EVERY == 0 {
+            self.compact_on(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(result)
+    }
+
+    /// Compacts the history as [`Retention`] says (`db prune`); how many entries went,
+    /// and the first generation the history can still rebuild.
+    pub async fn compact_history(&self) -> Result<(i64, i64), StoreError> {
+        self.bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let gone = self.compact_on(&mut tx).await?;
+            let from: i64 = sqlx::query_scalar("SELECT history_from FROM envoi_policy_state")
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((gone, from))
+        })
+        .await
+    }
+
+    async fn compact_on(&self, tx: &mut Transaction<'static, Postgres>) -> Result<i64, StoreError> {
+        let days = i32::try_from(self.retention.keep_days).unwrap_or(i32::MAX);
+        let changes = i64::try_from(self.retention.keep_changes).unwrap_or(i64::MAX);
+        Ok(
+            sqlx::query_scalar("SELECT envoi_compact_history($1, make_interval(days => $2))")
+                .bind(changes)
+                .bind(days)
+                .fetch_one(&mut **tx)
+                .await?,
+        )
     }
 }
 

@@ -301,3 +301,54 @@ fn a_rollback_restores_an_earlier_generation_exactly_and_refuses_one_that_would_
         .failure()
         .stderr_names("not in the history");
 }
+
+/// `db prune` compacts what is older than both retention settings: every generation
+/// from the cut-off on still rolls back exactly (its sealed values kept), an older one is
+/// refused, and what only older generations needed is gone.
+#[test]
+fn pruning_keeps_every_generation_from_the_cut_off_restorable_and_refuses_older_ones() {
+    let Some((db, env)) = migrated("pruning_keeps_what_the_retention_says") else {
+        return;
+    };
+    let keep = [
+        ("ENVOI__STORE__HISTORY_KEEP_CHANGES", "2"),
+        ("ENVOI__STORE__HISTORY_KEEP_DAYS", "0"),
+    ];
+    env.put("s1", "one");
+    let old = db.int("SELECT generation FROM envoi_policy_state");
+    env.put("s1", "two");
+    env.put("t1", "kept");
+    env.envoi(
+        &["grant", "add", "a", "--project", "p", "--env", "K=s1", "--env", "T=t1"],
+        b"",
+    )
+    .success();
+    let cut = db.int("SELECT generation FROM envoi_policy_state");
+    let at_cut = answers(&env, &WORKLOADS);
+    env.put("s1", "three");
+    env.envoi(&["grant", "rm", "a"], b"").success();
+    let entries_before = db.int("SELECT count(*) FROM envoi_change_items WHERE name = 's1'");
+
+    let pruned = env
+        .run_with(&["--config", "envoi.toml", "db", "prune"], b"", &keep)
+        .success();
+    pruned.stdout_names(&format!("from {cut} on"));
+    // Nothing more is old enough: a second prune removes nothing.
+    env.run_with(&["--config", "envoi.toml", "db", "prune"], b"", &keep)
+        .success()
+        .stdout_names("compacted 0 ");
+    assert!(
+        db.int("SELECT count(*) FROM envoi_change_items WHERE name = 's1'") < entries_before,
+        "the value only older generations needed is gone"
+    );
+    assert!(
+        history(&env, &[]).iter().all(|entry| entry.0 >= old),
+        "db history still reads"
+    );
+
+    env.envoi(&["db", "rollback", "--to", &old.to_string()], b"")
+        .failure()
+        .stderr_names("not in the history");
+    env.envoi(&["db", "rollback", "--to", &cut.to_string()], b"").success();
+    assert_eq!(answers(&env, &WORKLOADS), at_cut, "the cut-off's policy, exactly");
+}

@@ -13,7 +13,7 @@ use super::env::{env_body, Env};
 use crate::support::jwt::token;
 use crate::support::Server;
 
-const POLICY: &str = "[secrets.a]\nvalue = \"a-1\"\n[secrets.b]\nvalue = \"b-1\"\n\
+const POLICY: &str = "[secrets.a]\nvalue = \"alpha-1\"\n[secrets.b]\nvalue = \"beta-1\"\n\
     [secrets.tpl]\ntemplate = \"x-${secret.a}-${projectId}\"\n\
     [[grants]]\nname = \"g1\"\nproject = \"p\"\nenv = { A = \"a\", T = \"tpl\" }\n\
     [[grants]]\nname = \"g3\"\nproject = \"q\"\nenv = { A = \"a\" }\n\
@@ -40,7 +40,7 @@ fn serving(test: &str) -> Option<(Db, Env, Server)> {
     serves(
         &server,
         ("p", "service", "api"),
-        &env_body(&[("A", "a-1"), ("T", "x-a-1-p")]),
+        &env_body(&[("A", "alpha-1"), ("T", "x-alpha-1-p")]),
     );
     Some((db, env, server))
 }
@@ -94,8 +94,8 @@ fn each_change_is_patched_in_order_and_serves_what_a_whole_load_serves() {
     let steps: [(&[&str], &[u8], Value); 6] = [
         (
             &["secret", "put", "a"],
-            b"a-2",
-            env_body(&[("A", "a-2"), ("T", "x-a-2-p")]),
+            b"alpha-2",
+            env_body(&[("A", "alpha-2"), ("T", "x-alpha-2-p")]),
         ),
         (
             &[
@@ -110,7 +110,7 @@ fn each_change_is_patched_in_order_and_serves_what_a_whole_load_serves() {
                 "B=b",
             ],
             b"",
-            env_body(&[("A", "a-2"), ("B", "b-1"), ("T", "x-a-2-p")]),
+            env_body(&[("A", "alpha-2"), ("B", "beta-1"), ("T", "x-alpha-2-p")]),
         ),
         (
             &[
@@ -127,19 +127,19 @@ fn each_change_is_patched_in_order_and_serves_what_a_whole_load_serves() {
                 "A=b",
             ],
             b"",
-            env_body(&[("A", "b-1"), ("B", "b-1"), ("T", "x-a-2-p")]),
+            env_body(&[("A", "beta-1"), ("B", "beta-1"), ("T", "x-alpha-2-p")]),
         ),
         (
             &["grant", "rm", "g4"],
             b"",
-            env_body(&[("A", "a-2"), ("B", "b-1"), ("T", "x-a-2-p")]),
+            env_body(&[("A", "alpha-2"), ("B", "beta-1"), ("T", "x-alpha-2-p")]),
         ),
         (
             &["secret", "put", "b"],
-            b"b-2",
-            env_body(&[("A", "a-2"), ("B", "b-2"), ("T", "x-a-2-p")]),
+            b"beta-2",
+            env_body(&[("A", "alpha-2"), ("B", "beta-2"), ("T", "x-alpha-2-p")]),
         ),
-        (&["grant", "rm", "g1"], b"", env_body(&[("B", "b-2")])),
+        (&["grant", "rm", "g1"], b"", env_body(&[("B", "beta-2")])),
     ];
     for (args, input, want) in &steps {
         env.envoi(args, input).success();
@@ -160,11 +160,11 @@ fn each_change_is_patched_in_order_and_serves_what_a_whole_load_serves() {
 
     // A replica that reads the whole policy serves the same bytes to every sample.
     let whole = env.serve("envoi.toml");
-    serves(&whole, api, &env_body(&[("B", "b-2")]));
+    serves(&whole, api, &env_body(&[("B", "beta-2")]));
     for workload in SAMPLES {
         assert_eq!(answer(&replica, workload), answer(&whole, workload), "{workload:?}");
     }
-    for value in ["a-1", "a-2", "b-1", "b-2"] {
+    for value in ["alpha-1", "alpha-2", "beta-1", "beta-2"] {
         assert!(!log.contains(value), "a value in the log\n{log}");
     }
 }
@@ -178,12 +178,12 @@ fn a_replica_behind_by_several_changes_catches_up_in_one_patch() {
     };
     let from = db.int("SELECT generation FROM envoi_policy_state");
     replica.signal("STOP");
-    env.put("a", "a-3");
+    env.put("a", "alpha-3");
     env.envoi(&["grant", "rm", "g3"], b"").success();
     env.envoi(&["grant", "put", "g1", "--project", "p", "--env", "T=tpl"], b"")
         .success();
     replica.signal("CONT");
-    serves(&replica, ("p", "service", "api"), &env_body(&[("T", "x-a-3-p")]));
+    serves(&replica, ("p", "service", "api"), &env_body(&[("T", "x-alpha-3-p")]));
     serves(&replica, ("q", "service", "y"), &env_body(&[]));
     let log = log_with(&replica, "policy patched", 1);
     let patched: Vec<&str> = log.lines().filter(|l| l.contains("policy patched")).collect();
@@ -203,7 +203,7 @@ fn a_log_that_no_longer_reaches_back_makes_the_replica_read_the_whole_policy() {
         return;
     };
     replica.signal("STOP");
-    env.put("a", "a-4");
+    env.put("a", "alpha-4");
     let generation = db.int("SELECT generation FROM envoi_policy_state");
     // What compaction does: the change's rows are gone (the append-only triggers are
     // bypassed as a superuser's maintenance would).
@@ -216,7 +216,7 @@ fn a_log_that_no_longer_reaches_back_makes_the_replica_read_the_whole_policy() {
     serves(
         &replica,
         ("p", "service", "api"),
-        &env_body(&[("A", "a-4"), ("T", "x-a-4-p")]),
+        &env_body(&[("A", "alpha-4"), ("T", "x-alpha-4-p")]),
     );
     let log = log_with(&replica, "policy loaded from postgres", 2);
     assert_eq!(count(&log, "policy patched from postgres"), 0, "{log}");
