@@ -9,6 +9,7 @@ mod help;
 mod logs;
 mod pipe;
 mod policy_files;
+mod run;
 mod seal;
 mod serve;
 mod settings;

@@ -1,0 +1,73 @@
+//! `envoi run` (SPEC §8): fetch, write the files, start the command with the variables.
+//!
+//! Fail closed: everything that can fail before the command starts (the fetch, the
+//! answer, a write, an owner that does not exist) does so before anything is started,
+//! and [`files::write_all`] leaves nothing half-written. With neither `--redact` nor
+//! `--watch`, envoi replaces itself with the command (exec); otherwise it stays as its
+//! parent ([`supervise`]).
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+
+use crate::client::answer::Answer;
+use crate::client::fetch::{fetch_async, FetchError, FetchSettings};
+use crate::client::files::{self, WriteError};
+
+#[derive(Debug)]
+pub struct RunSettings {
+    pub fetch: FetchSettings,
+    /// Every FILE path is taken under this folder.
+    pub root: Option<PathBuf>,
+    /// COMMAND and its arguments; never empty.
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot start {program}: {cause}")]
+    Start {
+        program: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("the runtime cannot be built: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Runs as the module says. Returns only when the command could not be started, or
+/// (when envoi stays its parent) with the exit status to leave with.
+pub fn run(settings: &RunSettings) -> Result<u8, RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let answer = runtime.block_on(fetch_async(&settings.fetch))?;
+    files::write_all(settings.root.as_deref(), &answer.files)?;
+    drop(runtime);
+    let cause = command(&settings.command, &answer).exec();
+    Err(RunError::Start {
+        program: program(&settings.command),
+        cause,
+    })
+}
+
+/// COMMAND with the answer's ENV items added to envoi's own environment.
+pub(crate) fn command(command: &[OsString], answer: &Answer) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    for item in &answer.env {
+        cmd.env(&item.key, OsString::from_vec(item.value.expose().to_vec()));
+    }
+    cmd
+}
+
+/// The program's name as shown in an error.
+pub(crate) fn program(command: &[OsString]) -> String {
+    command[0].to_string_lossy().into_owned()
+}

@@ -1,0 +1,19 @@
+//! `envoi run`: the answer delivered to a command (SPEC §8; the work is in `client::run`).
+
+use std::path::Path;
+
+use crate::cli::RunArgs;
+use crate::client::{self, RunSettings};
+
+use super::{fetch::settings, init_quiet_logs, CommandError};
+
+/// The exit status to leave with, when envoi stayed the command's parent.
+pub(super) fn run(config: Option<&Path>, args: &RunArgs) -> Result<u8, CommandError> {
+    init_quiet_logs();
+    let settings = RunSettings {
+        fetch: settings(config, &args.client)?,
+        root: args.root.clone(),
+        command: args.command.clone(),
+    };
+    Ok(client::run::run(&settings)?)
+}
