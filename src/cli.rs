@@ -238,6 +238,11 @@ pub struct RunArgs {
     /// relative to it, and one that leads out (`..`, a symbolic link) is refused.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Stay as COMMAND's parent and replace every value received (ENV values and FILE
+    /// data of 4 bytes or more) by ***REDACTED*** in its standard output and error.
+    /// Signals are forwarded to COMMAND.
+    #[arg(long)]
+    pub redact: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -6,10 +6,19 @@ pub mod answer;
 pub mod fetch;
 pub mod files;
 pub mod format;
+pub mod redact;
 pub mod run;
+pub mod supervise;
 
 pub use answer::{Answer, AnswerError, EnvItem, FileItem, Ownership, Permissions};
 pub use fetch::{fetch, FetchError, FetchSettings, TokenSource};
 pub use files::WriteError;
 pub use format::{render, Format, FormatError};
 pub use run::{RunError, RunSettings};
+
+/// A warning of `envoi run` on standard error, where the command's own output goes too,
+/// so it says whose it is. Never given a value or a token.
+pub(crate) fn warn(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "envoi run: warning: {text}");
+}

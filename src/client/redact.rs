@@ -22,7 +22,7 @@ pub const MASK: &[u8] = b"***REDACTED***";
 pub const MIN_LEN: usize = 4;
 
 /// The values to mask, longest first, and the bytes they start with.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Values {
     values: Arc<Vec<Zeroizing<Vec<u8>>>>,
     first: Arc<[bool; 256]>,
@@ -112,7 +112,13 @@ impl Redactor {
             }
             let rest = &held[at..];
             // A longer value may still complete here: wait for more (longest wins).
-            if !ended && self.values.values.iter().any(|v| v.len() > rest.len() && v.starts_with(rest)) {
+            if !ended
+                && self
+                    .values
+                    .values
+                    .iter()
+                    .any(|v| v.len() > rest.len() && v.starts_with(rest))
+            {
                 break;
             }
             match self.values.values.iter().find(|v| rest.starts_with(v)) {
@@ -151,7 +157,11 @@ mod tests {
         let want = "pw=***REDACTED*** tok=***REDACTED***!\n";
         assert_eq!(redact(&values, &[text]), want);
         for split in 0..text.len() {
-            assert_eq!(redact(&values, &[&text[..split], &text[split..]]), want, "split at {split}");
+            assert_eq!(
+                redact(&values, &[&text[..split], &text[split..]]),
+                want,
+                "split at {split}"
+            );
         }
         let bytes: Vec<String> = text.chars().map(String::from).collect();
         let bytes: Vec<&str> = bytes.iter().map(String::as_str).collect();

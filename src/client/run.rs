@@ -10,10 +10,12 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::client::answer::Answer;
 use crate::client::fetch::{fetch_async, FetchError, FetchSettings};
 use crate::client::files::{self, WriteError};
+use crate::client::supervise::supervise;
 
 #[derive(Debug)]
 pub struct RunSettings {
@@ -22,6 +24,12 @@ pub struct RunSettings {
     pub root: Option<PathBuf>,
     /// COMMAND and its arguments; never empty.
     pub command: Vec<OsString>,
+    /// Mask every value in the command's output (envoi stays its parent).
+    pub redact: bool,
+    /// Fetch again this often, and restart the command when the answer changed.
+    pub watch: Option<Duration>,
+    /// How long a restarted command has between TERM and KILL.
+    pub grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +40,12 @@ pub enum RunError {
     Write(#[from] WriteError),
     #[error("cannot start {program}: {cause}")]
     Start {
+        program: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("cannot wait for {program}: {cause}")]
+    Wait {
         program: String,
         #[source]
         cause: std::io::Error,
@@ -47,14 +61,22 @@ pub fn run(settings: &RunSettings) -> Result<u8, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    let answer = runtime.block_on(fetch_async(&settings.fetch))?;
+    let answer = runtime.block_on(fetch_and_keep(settings))?;
     files::write_all(settings.root.as_deref(), &answer.files)?;
+    if settings.redact || settings.watch.is_some() {
+        return runtime.block_on(supervise(settings, answer));
+    }
     drop(runtime);
     let cause = command(&settings.command, &answer).exec();
     Err(RunError::Start {
         program: program(&settings.command),
         cause,
     })
+}
+
+/// One fetch.
+pub(crate) async fn fetch_and_keep(settings: &RunSettings) -> Result<Answer, FetchError> {
+    fetch_async(&settings.fetch).await
 }
 
 /// COMMAND with the answer's ENV items added to envoi's own environment.

@@ -87,19 +87,25 @@ pub async fn supervise(settings: &RunSettings, mut answer: Answer) -> Result<u8,
                     Ok(new) if new.body == answer.body => continue,
                     Ok(new) => new,
                     Err(error) => {
-                        warn(&format!("--watch: the answer could not be fetched; {program} keeps running: {error}"));
+                        warn(&format!(
+                            "--watch: the answer could not be fetched; {program} keeps running: {error}"
+                        ));
                         continue;
                     }
                 };
                 if let Err(error) = files::write_all(settings.root.as_deref(), &new.files) {
-                    warn(&format!("--watch: the new answer could not be written; {program} keeps running: {error}"));
+                    warn(&format!(
+                        "--watch: the new answer could not be written; {program} keeps running: {error}"
+                    ));
                     continue;
                 }
                 child.stop(settings.grace).await;
                 values = values.with(&Values::of(&new));
                 answer = new;
                 child = Child::start(settings, &answer, &values)?;
-                warn(&format!("--watch: the answer changed: files written, {program} restarted"));
+                warn(&format!(
+                    "--watch: the answer changed: files written, {program} restarted"
+                ));
             }
         }
     }

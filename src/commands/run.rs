@@ -1,6 +1,7 @@
 //! `envoi run`: the answer delivered to a command (SPEC §8; the work is in `client::run`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::client::{self, RunSettings};
@@ -14,6 +15,9 @@ pub(super) fn run(config: Option<&Path>, args: &RunArgs) -> Result<u8, CommandEr
         fetch: settings(config, &args.client)?,
         root: args.root.clone(),
         command: args.command.clone(),
+        redact: args.redact,
+        watch: None,
+        grace: Duration::from_secs(10),
     };
     Ok(client::run::run(&settings)?)
 }

@@ -10,6 +10,7 @@ mod logs;
 mod pipe;
 mod policy_files;
 mod run;
+mod run_redact;
 mod seal;
 mod serve;
 mod settings;
