@@ -243,6 +243,13 @@ pub struct RunArgs {
     /// Signals are forwarded to COMMAND.
     #[arg(long)]
     pub redact: bool,
+    /// Fetch the answer again this often (30s, 5m...); when it changed, write the files
+    /// again and restart COMMAND. A failed fetch keeps COMMAND running, with a warning.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub watch: Option<u64>,
+    /// How long COMMAND has to exit after SIGTERM, on a restart, before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "watch")]
+    pub grace: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

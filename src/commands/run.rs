@@ -16,8 +16,8 @@ pub(super) fn run(config: Option<&Path>, args: &RunArgs) -> Result<u8, CommandEr
         root: args.root.clone(),
         command: args.command.clone(),
         redact: args.redact,
-        watch: None,
-        grace: Duration::from_secs(10),
+        watch: args.watch.map(Duration::from_secs),
+        grace: Duration::from_secs(args.grace),
     };
     Ok(client::run::run(&settings)?)
 }

@@ -11,6 +11,7 @@ mod pipe;
 mod policy_files;
 mod run;
 mod run_redact;
+mod run_watch;
 mod seal;
 mod serve;
 mod settings;

@@ -1,17 +1,18 @@
 //! A stand-in for a server that speaks the protocol but is not envoi: every request gets
-//! the same status and body, and the requests are counted. For the client's tests of
+//! the status and body it was last given, and the requests are counted. For the client's tests of
 //! forms envoi never sends (a mode as a number, an owner as a JSON number, paths that
 //! climb) and of statuses on demand.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub struct FakeServer {
     /// `http://127.0.0.1:PORT/`
     pub url: String,
     requests: Arc<AtomicUsize>,
+    answer: Arc<Mutex<(u16, String)>>,
 }
 
 impl FakeServer {
@@ -20,9 +21,10 @@ impl FakeServer {
     pub fn answering(status: u16, body: impl Into<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let url = format!("http://{}/", listener.local_addr().expect("an address"));
-        let body = body.into();
+        let answer = Arc::new(Mutex::new((status, body.into())));
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let current = answer.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -31,6 +33,7 @@ impl FakeServer {
                 while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
                     head.push(byte[0]);
                 }
+                let (status, body) = current.lock().expect("not poisoned").clone();
                 counted.fetch_add(1, Ordering::SeqCst);
                 let _ = write!(
                     stream,
@@ -39,7 +42,12 @@ impl FakeServer {
                 );
             }
         });
-        Self { url, requests }
+        Self { url, requests, answer }
+    }
+
+    /// Answers with `status` and `body` from now on.
+    pub fn set(&self, status: u16, body: impl Into<String>) {
+        *self.answer.lock().expect("not poisoned") = (status, body.into());
     }
 
     /// How many requests came in so far.
