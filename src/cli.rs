@@ -250,6 +250,16 @@ pub struct RunArgs {
     /// How long COMMAND has to exit after SIGTERM, on a restart, before SIGKILL.
     #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "watch")]
     pub grace: u64,
+    /// Keep the last good answer in this file, sealed with --fallback-key-file for this
+    /// workload only, and use it when the server cannot be reached (never after a 401).
+    #[arg(long, value_name = "FILE", requires = "fallback_key_file")]
+    pub fallback: Option<PathBuf>,
+    /// The master key (as `envoi keygen` prints it) that seals the --fallback file.
+    #[arg(long, value_name = "K", requires = "fallback")]
+    pub fallback_key_file: Option<PathBuf>,
+    /// How old a --fallback answer may be and still be used.
+    #[arg(long, value_name = "D", default_value = "1d", value_parser = parse_duration)]
+    pub fallback_max_age: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -148,7 +148,7 @@ fn client(settings: &FetchSettings) -> Result<reqwest::Client, FetchError> {
     builder.build().map_err(|e| FetchError::Client(cause(&e)))
 }
 
-fn token(source: &TokenSource) -> Result<SecretString, FetchError> {
+pub(crate) fn token(source: &TokenSource) -> Result<SecretString, FetchError> {
     let text = match source {
         TokenSource::File(path) => {
             let file_error = |problem: String| FetchError::TokenFile {

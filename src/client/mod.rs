@@ -3,6 +3,7 @@
 //! `envoi run` writes its files and starts a command with its variables.
 
 pub mod answer;
+pub mod fallback;
 pub mod fetch;
 pub mod files;
 pub mod format;

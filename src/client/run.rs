@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::answer::Answer;
+use crate::client::fallback::{Fallback, FallbackError};
 use crate::client::fetch::{fetch_async, FetchError, FetchSettings};
 use crate::client::files::{self, WriteError};
 use crate::client::supervise::supervise;
+use crate::client::warn;
 
 #[derive(Debug)]
 pub struct RunSettings {
@@ -30,6 +32,8 @@ pub struct RunSettings {
     pub watch: Option<Duration>,
     /// How long a restarted command has between TERM and KILL.
     pub grace: Duration,
+    /// Where the last good answer is kept, for when the server cannot be reached.
+    pub fallback: Option<Fallback>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,13 @@ pub enum RunError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error(transparent)]
+    Fallback(#[from] FallbackError),
+    #[error("{fetch}; and the fallback cannot be used: {fallback}")]
+    NoFallback {
+        fetch: Box<FetchError>,
+        fallback: Box<FallbackError>,
+    },
     #[error("cannot start {program}: {cause}")]
     Start {
         program: String,
@@ -61,7 +72,7 @@ pub fn run(settings: &RunSettings) -> Result<u8, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    let answer = runtime.block_on(fetch_and_keep(settings))?;
+    let answer = runtime.block_on(first_answer(settings))?;
     files::write_all(settings.root.as_deref(), &answer.files)?;
     if settings.redact || settings.watch.is_some() {
         return runtime.block_on(supervise(settings, answer));
@@ -74,9 +85,39 @@ pub fn run(settings: &RunSettings) -> Result<u8, RunError> {
     })
 }
 
-/// One fetch.
+/// One fetch; a good answer is kept in the fallback file (a failure to keep it is only
+/// a warning: the answer itself is good).
 pub(crate) async fn fetch_and_keep(settings: &RunSettings) -> Result<Answer, FetchError> {
-    fetch_async(&settings.fetch).await
+    let answer = fetch_async(&settings.fetch).await?;
+    if let Some(fallback) = &settings.fallback {
+        if let Err(error) = fallback.save(&settings.fetch.token, &answer) {
+            warn(&format!("the answer could not be kept: {error}"));
+        }
+    }
+    Ok(answer)
+}
+
+/// The answer to start with: fetched, or, when the server could not be reached (after
+/// every retry; never after a 401 or another refusal), the fallback's, with a warning.
+async fn first_answer(settings: &RunSettings) -> Result<Answer, RunError> {
+    match (fetch_and_keep(settings).await, &settings.fallback) {
+        (Ok(answer), _) => Ok(answer),
+        (Err(fetch @ FetchError::GaveUp { .. }), Some(fallback)) => match fallback.load(&settings.fetch.token) {
+            Ok((answer, age)) => {
+                warn(&format!(
+                    "{fetch}; using the last good answer, kept in --fallback {} {}s ago",
+                    fallback.path().display(),
+                    age.as_secs()
+                ));
+                Ok(answer)
+            }
+            Err(fallback) => Err(RunError::NoFallback {
+                fetch: Box::new(fetch),
+                fallback: Box::new(fallback),
+            }),
+        },
+        (Err(fetch), _) => Err(fetch.into()),
+    }
 }
 
 /// COMMAND with the answer's ENV items added to envoi's own environment.

@@ -10,6 +10,7 @@ mod logs;
 mod pipe;
 mod policy_files;
 mod run;
+mod run_fallback;
 mod run_redact;
 mod run_watch;
 mod seal;
