@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::client::answer::Answer;
 use crate::client::fallback::{Fallback, FallbackError};
-use crate::client::fetch::{fetch_async, FetchError, FetchSettings};
+use crate::client::fetch::{fetch_async, FetchError, FetchSettings, TokenSource};
 use crate::client::files::{self, WriteError};
 use crate::client::supervise::supervise;
 use crate::client::warn;
@@ -49,6 +49,8 @@ pub enum RunError {
         fetch: Box<FetchError>,
         fallback: Box<FallbackError>,
     },
+    #[error("ENV {key}: {problem}")]
+    Env { key: String, problem: &'static str },
     #[error("cannot start {program}: {cause}")]
     Start {
         program: String,
@@ -73,12 +75,13 @@ pub fn run(settings: &RunSettings) -> Result<u8, RunError> {
         .build()
         .map_err(RunError::Runtime)?;
     let answer = runtime.block_on(first_answer(settings))?;
+    check_env(&answer)?;
     files::write_all(settings.root.as_deref(), &answer.files)?;
     if settings.redact || settings.watch.is_some() {
         return runtime.block_on(supervise(settings, answer));
     }
     drop(runtime);
-    let cause = command(&settings.command, &answer).exec();
+    let cause = command(settings, &answer).exec();
     Err(RunError::Start {
         program: program(&settings.command),
         cause,
@@ -120,14 +123,38 @@ async fn first_answer(settings: &RunSettings) -> Result<Answer, RunError> {
     }
 }
 
-/// COMMAND with the answer's ENV items added to envoi's own environment.
-pub(crate) fn command(command: &[OsString], answer: &Answer) -> std::process::Command {
+/// COMMAND with the answer's ENV items added to envoi's own environment, less the
+/// variable that held envoi's token (`--token-env`): COMMAND has no use for it.
+pub(crate) fn command(settings: &RunSettings, answer: &Answer) -> std::process::Command {
+    let command = &settings.command;
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
+    if let TokenSource::Env(name) = &settings.fetch.token {
+        cmd.env_remove(name);
+    }
     for item in &answer.env {
         cmd.env(&item.key, OsString::from_vec(item.value.expose().to_vec()));
     }
     cmd
+}
+
+/// Refuses what no environment can carry, before anything is written: a key that is
+/// empty or holds `=` or NUL, a value that holds NUL.
+pub(crate) fn check_env(answer: &Answer) -> Result<(), RunError> {
+    for item in &answer.env {
+        let problem = if item.key.is_empty() || item.key.contains(['=', '\0']) {
+            "is not a variable name (empty, or holding `=` or NUL)"
+        } else if item.value.expose().contains(&0) {
+            "has a value holding a NUL byte, which no environment variable can carry"
+        } else {
+            continue;
+        };
+        return Err(RunError::Env {
+            key: item.key.escape_debug().to_string(),
+            problem,
+        });
+    }
+    Ok(())
 }
 
 /// The program's name as shown in an error.

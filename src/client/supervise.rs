@@ -93,7 +93,9 @@ pub async fn supervise(settings: &RunSettings, mut answer: Answer) -> Result<u8,
                         continue;
                     }
                 };
-                if let Err(error) = files::write_all(settings.root.as_deref(), &new.files) {
+                let written =
+                    run::check_env(&new).and_then(|()| Ok(files::write_all(settings.root.as_deref(), &new.files)?));
+                if let Err(error) = written {
                     warn(&format!(
                         "--watch: the new answer could not be written; {program} keeps running: {error}"
                     ));
@@ -161,7 +163,7 @@ struct Child {
 
 impl Child {
     fn start(settings: &RunSettings, answer: &Answer, values: &Values) -> Result<Self, RunError> {
-        let mut command = tokio::process::Command::from(run::command(&settings.command, answer));
+        let mut command = tokio::process::Command::from(run::command(settings, answer));
         if settings.redact {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }

@@ -243,6 +243,14 @@ fn a_failure_before_the_command_starts_it_not_and_leaves_no_file() {
             "/b64",
         ),
         (r#"{"secrets":[{"type":"SECRET"}]}"#.to_owned(), "SECRET"),
+        (
+            format!(r#"{{"secrets":[{{"type":"ENV","key":"NUL_VALUE","value":"a\u0000b"}},{fine}]}}"#),
+            "NUL_VALUE",
+        ),
+        (
+            format!(r#"{{"secrets":[{{"type":"ENV","key":"A=B","value":"x"}},{fine}]}}"#),
+            "A=B",
+        ),
     ];
     for (body, named) in cases {
         let fake = FakeServer::answering(200, body);
@@ -312,4 +320,17 @@ fn run_execs_the_command_which_keeps_its_exit_status_and_signal() {
     );
     let usage = Ran::of(ws.envoi(["run", "--url", fake.url.as_str(), "--token-file", "token"]));
     assert_eq!(usage.code, Some(2), "no COMMAND is a usage error\n{usage}");
+}
+
+#[test]
+fn the_variable_that_held_the_token_is_not_passed_to_the_command() {
+    let ws = workspace();
+    let fake = FakeServer::answering(200, r#"{"secrets":[{"type":"ENV","key":"KEPT","value":"yes"}]}"#);
+    Ran::of(
+        ws.envoi(["run", "--url", fake.url.as_str(), "--token-env", "MY_TOKEN", "--"])
+            .args(["sh", "-c", r#"printf '%s|%s' "${MY_TOKEN-unset}" "$KEPT" > marker"#])
+            .env("MY_TOKEN", ws.read("token")),
+    )
+    .success();
+    assert_eq!(ws.read("marker"), "unset|yes");
 }
