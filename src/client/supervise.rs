@@ -78,6 +78,7 @@ pub async fn supervise(settings: &RunSettings, mut answer: Answer) -> Result<u8,
                 child.last_output().await;
                 return Ok(exit_code(status));
             }
+            Event::Signal(signal) if typed_signals_reach_the_command(signal) => {}
             Event::Signal(signal) => child.signal(signal),
             Event::Tick => refetch = Some(Box::pin(run::fetch_and_keep(settings))),
             Event::Fetched(fetched) => {
@@ -127,6 +128,18 @@ async fn pending(refetch: &mut Option<Refetch<'_>>) -> Result<Answer, FetchError
         Some(future) => future.await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `signal` is one a terminal sends (Ctrl-C, Ctrl-\) and envoi is in that
+/// terminal's foreground process group: the command is in the same group, so the
+/// terminal delivered it there already, and forwarding it would deliver it twice (many
+/// servers take a second SIGINT as "stop now"). `sudo` skips these for the same reason.
+fn typed_signals_reach_the_command(signal: nix::sys::signal::Signal) -> bool {
+    use nix::sys::signal::Signal::{SIGINT, SIGQUIT};
+    let stdin = std::io::stdin();
+    matches!(signal, SIGINT | SIGQUIT)
+        && std::io::IsTerminal::is_terminal(&stdin)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
 }
 
 /// The forwarded signals, caught from now on (so envoi no longer dies of them).

@@ -123,6 +123,7 @@ fn started(
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = clean_command(ws.path())
         .args(args(server, script))
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -148,12 +149,18 @@ fn redact_forwards_signals_to_the_command() {
     let script = r#"
         trap 'echo got-usr1' USR1
         trap 'echo got-hup' HUP
+        trap 'echo got-int' INT
         trap 'echo got-term; exit 3' TERM
         echo ready
         while :; do sleep 0.05; done
     "#;
     let (mut child, mut out) = started(&ws, &server, script);
-    for (signal, expected) in [("-USR1", "got-usr1\n"), ("-HUP", "got-hup\n"), ("-TERM", "got-term\n")] {
+    for (signal, expected) in [
+        ("-USR1", "got-usr1\n"),
+        ("-HUP", "got-hup\n"),
+        ("-INT", "got-int\n"),
+        ("-TERM", "got-term\n"),
+    ] {
         kill(signal, child.id());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();

@@ -50,6 +50,7 @@ impl Watching {
             .args(["--root", "root", "--watch", "1s"])
             .args(extra)
             .args(["--", "sh", "-c", script])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
