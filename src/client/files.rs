@@ -46,6 +46,17 @@ pub enum WriteError {
         #[source]
         cause: std::io::Error,
     },
+    #[error(
+        "FILE {path}: cannot give {target} owner {owner} and group {group} (giving a file to another user needs root or CAP_CHOWN): {cause}"
+    )]
+    Chown {
+        path: String,
+        target: String,
+        owner: String,
+        group: String,
+        #[source]
+        cause: std::io::Error,
+    },
     #[error("--root {root}: {cause}")]
     Root {
         root: String,
@@ -331,7 +342,7 @@ impl Staged {
         let io = |action, cause| WriteError::Io {
             path: shown.to_owned(),
             action,
-            target: temporary.display().to_string(),
+            target: target.display().to_string(),
             cause,
         };
         let mut file: File = OpenOptions::new()
@@ -339,16 +350,26 @@ impl Staged {
             .create_new(true)
             .mode(0o600)
             .open(&temporary)
-            .map_err(|e| io("create", e))?;
+            .map_err(|cause| WriteError::Io {
+                path: shown.to_owned(),
+                action: "create a temporary file in",
+                target: target.parent().unwrap_or(Path::new(".")).display().to_string(),
+                cause,
+            })?;
         self.ready.push(Ready {
             shown: shown.to_owned(),
             temporary: temporary.clone(),
-            target,
+            target: target.clone(),
         });
         file.write_all(data).map_err(|e| io("write", e))?;
         if attributes.uid.is_some() || attributes.gid.is_some() {
-            std::os::unix::fs::fchown(&file, attributes.uid, attributes.gid)
-                .map_err(|e| io("change the owner of", e))?;
+            std::os::unix::fs::fchown(&file, attributes.uid, attributes.gid).map_err(|cause| WriteError::Chown {
+                path: shown.to_owned(),
+                target: target.display().to_string(),
+                owner: attributes.uid.map_or_else(|| "as it is".into(), |id| id.to_string()),
+                group: attributes.gid.map_or_else(|| "as it is".into(), |id| id.to_string()),
+                cause,
+            })?;
         }
         // After the owner: chown clears the set-user-id and set-group-id bits.
         file.set_permissions(fs::Permissions::from_mode(attributes.mode))
