@@ -334,3 +334,40 @@ fn the_variable_that_held_the_token_is_not_passed_to_the_command() {
     .success();
     assert_eq!(ws.read("marker"), "unset|yes");
 }
+
+#[test]
+fn a_server_that_comes_up_late_is_retried_and_then_the_command_runs() {
+    let ws = workspace();
+    let port = free_port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let url = format!("http://127.0.0.1:{port}/");
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            Ran::of(
+                ws.envoi([
+                    "run",
+                    "--url",
+                    url.as_str(),
+                    "--token-file",
+                    "token",
+                    "--retry-for",
+                    "15s",
+                ])
+                .args(["--root", "root", "--", "sh", "-c", r#"printf %s "$GREETING" > marker"#]),
+            )
+        });
+        // Started only once envoi has tried (and failed) at least once.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!ws.join("marker").exists());
+        let _server = Server::launch(ws.path())
+            .args(["serve", "--config", "envoi.toml"])
+            .env("ENVOI__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .ready_when(move |_| {
+                crate::support::raw_http::get(address, "/healthz", None, Duration::from_secs(2))
+                    .is_ok_and(|answer| answer.status == 200)
+            })
+            .start();
+        running.join().expect("the run thread").success();
+    });
+    assert_eq!(ws.read("marker"), "hello from envoi");
+}

@@ -143,4 +143,11 @@ fn watch_restarts_when_the_policy_of_a_real_server_is_edited() {
     ws.write("policy.toml.new", policy("two"));
     std::fs::rename(ws.join("policy.toml.new"), ws.join("policy.toml")).unwrap();
     wait_for_starts(&ws, &watching, "one\ntwo\n");
+
+    // The server stopped mid-run: the command keeps running, and envoi says so.
+    let mut server = server;
+    server.terminate();
+    let warned = poll_until(Duration::from_secs(15), || watching.stderr().contains("keeps running"));
+    assert!(warned.is_some(), "{}", watching.stderr());
+    assert_eq!(starts(&ws), "one\ntwo\n");
 }
