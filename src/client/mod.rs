@@ -20,6 +20,11 @@ pub use run::{RunError, RunSettings};
 /// A warning of `envoi run` on standard error, where the command's own output goes too,
 /// so it says whose it is. Never given a value or a token.
 pub(crate) fn warn(text: &str) {
+    say(&format!("warning: {text}"));
+}
+
+/// A line of `envoi run` on standard error (see [`warn`]).
+pub(crate) fn say(text: &str) {
     use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "envoi run: warning: {text}");
+    let _ = writeln!(std::io::stderr().lock(), "envoi run: {text}");
 }

@@ -26,7 +26,7 @@ use crate::client::answer::Answer;
 use crate::client::fetch::FetchError;
 use crate::client::redact::{Redactor, Values};
 use crate::client::run::{self, RunError, RunSettings};
-use crate::client::{files, warn};
+use crate::client::{files, say, warn};
 
 /// The signals passed on to the command.
 const FORWARDED: [(fn() -> SignalKind, nix::sys::signal::Signal); 6] = [
@@ -106,7 +106,7 @@ pub async fn supervise(settings: &RunSettings, mut answer: Answer) -> Result<u8,
                 values = values.with(&Values::of(&new));
                 answer = new;
                 child = Child::start(settings, &answer, &values)?;
-                warn(&format!(
+                say(&format!(
                     "--watch: the answer changed: files written, {program} restarted"
                 ));
             }
