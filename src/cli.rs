@@ -1,5 +1,6 @@
 //! The command line (SPEC §4). Types only; `commands` does the work.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -35,6 +36,10 @@ pub enum Command {
     /// Ask an envoi (or any server that speaks the protocol) for a workload's answer, as
     /// the platform would, and print it. FILE items are not written.
     Fetch(FetchArgs),
+    /// Fetch a workload's answer, write its FILE items and run COMMAND with its ENV items
+    /// added. Exit status: COMMAND's (128 + N when a signal N ended it); 1 when envoi
+    /// failed before COMMAND started (nothing is started then); 2 for a usage error.
+    Run(RunArgs),
     /// Postgres store: schema and bulk import/export.
     #[command(subcommand)]
     Db(DbCommand),
@@ -184,7 +189,7 @@ pub struct ExplainArgs {
     pub show_values: bool,
 }
 
-/// Where to ask and with which token: shared by `fetch` (and `run`, later).
+/// Where to ask and with which token: shared by `fetch` and `run`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("token").required(true).args(["token_file", "token_env", "project"])))]
 pub struct ClientArgs {
@@ -229,6 +234,41 @@ pub struct FetchArgs {
     /// json: the protocol's body as received; dotenv: KEY="VALUE"; shell: export KEY='VALUE'.
     #[arg(long, value_enum, default_value = "json")]
     pub format: crate::client::Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write every FILE item under this folder (a shared volume): its path is taken as
+    /// relative to it, and one that leads out (`..`, a symbolic link) is refused.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Stay as COMMAND's parent and replace every value received (ENV values and FILE
+    /// data of 4 bytes or more) by ***REDACTED*** in its standard output and error.
+    /// Signals are forwarded to COMMAND.
+    #[arg(long)]
+    pub redact: bool,
+    /// Fetch the answer again this often (30s, 5m...); when it changed, write the files
+    /// again and restart COMMAND. A failed fetch keeps COMMAND running, with a warning.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub watch: Option<u64>,
+    /// How long COMMAND has to exit after SIGTERM, on a restart, before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "watch")]
+    pub grace: u64,
+    /// Keep the last good answer in this file, sealed with --fallback-key-file for this
+    /// workload only, and use it when the server cannot be reached (never after a 401).
+    #[arg(long, value_name = "FILE", requires = "fallback_key_file")]
+    pub fallback: Option<PathBuf>,
+    /// The master key (as `envoi keygen` prints it) that seals the --fallback file.
+    #[arg(long, value_name = "K", requires = "fallback")]
+    pub fallback_key_file: Option<PathBuf>,
+    /// How old a --fallback answer may be and still be used.
+    #[arg(long, value_name = "D", default_value = "1d", value_parser = parse_duration)]
+    pub fallback_max_age: u64,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -8,13 +8,15 @@ use envoi::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if !matches!(&cli.command, Command::Serve(args) if !args.dev) {
+    // `run` keeps it ignored too: as its command's parent (--redact), a reader that goes
+    // away must not end envoi and orphan the command; its children get the default back.
+    if !matches!(&cli.command, Command::Serve(args) if !args.dev) && !matches!(&cli.command, Command::Run(_)) {
         end_quietly_on_a_closed_pipe();
     }
     let result = envoi::commands::run(cli);
     envoi::telemetry::flush();
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
             // Not `eprintln!`, which panics when standard error is gone.
             let _ = writeln!(std::io::stderr(), "error: {error}");

@@ -113,7 +113,7 @@ pub fn parse_url(text: &str) -> Result<reqwest::Url, FetchError> {
     Ok(url)
 }
 
-/// Fetches once, retrying as the module says.
+/// Fetches once, retrying as the module says (blocking: builds a runtime of its own).
 pub fn fetch(settings: &FetchSettings) -> Result<Answer, FetchError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,7 +148,7 @@ fn client(settings: &FetchSettings) -> Result<reqwest::Client, FetchError> {
     builder.build().map_err(|e| FetchError::Client(cause(&e)))
 }
 
-fn token(source: &TokenSource) -> Result<SecretString, FetchError> {
+pub(crate) fn token(source: &TokenSource) -> Result<SecretString, FetchError> {
     let text = match source {
         TokenSource::File(path) => {
             let file_error = |problem: String| FetchError::TokenFile {
@@ -195,7 +195,8 @@ enum Attempt {
     Fatal(FetchError),
 }
 
-async fn fetch_async(settings: &FetchSettings) -> Result<Answer, FetchError> {
+/// [`fetch`] inside a runtime that is already running (`envoi run` keeps one).
+pub async fn fetch_async(settings: &FetchSettings) -> Result<Answer, FetchError> {
     let client = client(settings)?;
     let url = shown(&settings.url);
     let started = Instant::now();

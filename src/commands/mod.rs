@@ -17,6 +17,7 @@ use crate::serve::Assembly;
 
 mod fetch;
 mod pg;
+mod run;
 use crate::store::toml::TomlStore;
 use crate::store::PolicySource;
 
@@ -38,14 +39,18 @@ pub enum CommandError {
     #[error(transparent)]
     Format(#[from] crate::client::FormatError),
     #[error(transparent)]
+    Run(#[from] crate::client::RunError),
+    #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
     #[error("{0}")]
     Other(String),
 }
 
-pub fn run(cli: Cli) -> Result<(), CommandError> {
+/// Runs the command; the exit status is 0, or (for `envoi run`) its command's.
+pub fn run(cli: Cli) -> Result<u8, CommandError> {
     let config = cli.config.as_deref();
-    match cli.command {
+    let done = match cli.command {
+        Command::Run(args) => return run::run(config, &args),
         Command::Serve(args) if args.dev => serve_dev(config),
         Command::Serve(_) => serve(config),
         Command::Check => check(config),
@@ -58,7 +63,8 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Db(command) => pg::db(config, command),
         Command::Secret(command) => pg::secret(config, command),
         Command::Grant(command) => pg::grant(config, command),
-    }
+    };
+    done.map(|()| 0)
 }
 
 fn toml_store(settings: &Settings) -> Result<TomlStore, CommandError> {
