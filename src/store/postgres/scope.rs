@@ -44,13 +44,11 @@ pub(super) async fn read_scope(conn: &mut PgConnection, scope: &Scope) -> Result
     let mut secrets: BTreeSet<String> = scope.secrets.clone();
     let mut frontier: Vec<String> = secrets.iter().cloned().collect();
     while !frontier.is_empty() {
-        let users: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, template FROM envoi_secrets
-             WHERE template IS NOT NULL AND EXISTS (SELECT 1 FROM unnest($1::text[]) r WHERE strpos(template, r) > 0)",
-        )
-        .bind(references(&frontier))
-        .fetch_all(&mut *conn)
-        .await?;
+        let users: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, template FROM envoi_secrets WHERE template_references && $1::text[]")
+                .bind(&frontier)
+                .fetch_all(&mut *conn)
+                .await?;
         frontier = users
             .into_iter()
             .filter(|(_, template)| spliced_secrets(template).any(|s| frontier.contains(&s)))
@@ -59,28 +57,30 @@ pub(super) async fn read_scope(conn: &mut PgConnection, scope: &Scope) -> Result
             .collect();
     }
 
-    // The grants that use any of them, and those changed.
+    // The grants that use any of them, and those changed. Two statements, so that each
+    // has its index: named secrets by `secret`, templates by their references.
     let named: Vec<String> = secrets.iter().cloned().collect();
-    let users: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT DISTINCT grant_name, template FROM envoi_grant_items
-         WHERE secret = ANY($1)
-            OR (template IS NOT NULL AND EXISTS (SELECT 1 FROM unnest($2::text[]) r WHERE strpos(template, r) > 0))",
-    )
-    .bind(&named)
-    .bind(references(&named))
-    .fetch_all(&mut *conn)
-    .await?;
     let mut grants: BTreeSet<String> = scope.grants.clone();
-    grants.extend(
-        users
-            .into_iter()
-            .filter(|(_, template)| {
-                template
-                    .as_deref()
-                    .is_none_or(|t| spliced_secrets(t).any(|s| secrets.contains(&s)))
-            })
-            .map(|(grant, _)| grant),
-    );
+    if !named.is_empty() {
+        let direct: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT grant_name FROM envoi_grant_items WHERE secret = ANY($1)")
+                .bind(&named)
+                .fetch_all(&mut *conn)
+                .await?;
+        let through: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT grant_name, template FROM envoi_grant_items WHERE template_references && $1::text[]",
+        )
+        .bind(&named)
+        .fetch_all(&mut *conn)
+        .await?;
+        grants.extend(direct);
+        grants.extend(
+            through
+                .into_iter()
+                .filter(|(_, template)| spliced_secrets(template).any(|s| secrets.contains(&s)))
+                .map(|(grant, _)| grant),
+        );
+    }
 
     // With those they could conflict with.
     let grants: Vec<String> = grants.into_iter().collect();
@@ -128,9 +128,4 @@ pub(super) async fn read_scope(conn: &mut PgConnection, scope: &Scope) -> Result
     }
     secret_rows.sort_by(|a, b| a.name.cmp(&b.name));
     doc_from_rows(secret_rows, grant_rows, items)
-}
-
-/// `${secret.NAME}` for each name: what a template that splices it contains.
-fn references(names: &[String]) -> Vec<String> {
-    names.iter().map(|name| format!("${{secret.{name}}}")).collect()
 }

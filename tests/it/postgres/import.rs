@@ -467,7 +467,7 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
         before,
         "the migration must keep every row and the generation"
     );
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 5);
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 6);
     // The history starts with what the database held, at its generation.
     assert_eq!(
         db.strings("SELECT concat_ws(' ', generation, actor, kind) FROM envoi_changes ORDER BY generation"),
