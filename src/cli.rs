@@ -170,12 +170,26 @@ pub struct WorkloadArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["project", "secret"])))]
 pub struct ExplainArgs {
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
+    /// The workload's project (`projectId`), with --type and --id.
+    #[arg(long, requires_all = ["kind", "id"])]
+    pub project: Option<String>,
+    /// The workload's type (`nfObjectType`), such as service or job.
+    #[arg(long = "type", value_name = "TYPE", requires = "project")]
+    pub kind: Option<String>,
+    /// The workload's id (`nfObjectId`).
+    #[arg(long, requires = "project")]
+    pub id: Option<String>,
+    /// The reverse: every grant that gives the secret NAME, directly or through templates.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["project", "show_values"])]
+    pub secret: Option<String>,
     /// Print values instead of masking them.
     #[arg(long)]
     pub show_values: bool,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 /// Where to ask and with which token: shared by `fetch` (and `run`, later).

@@ -16,9 +16,11 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // Not `eprintln!`, which panics when standard error is gone.
-            let _ = writeln!(std::io::stderr(), "error: {error}");
-            std::process::ExitCode::FAILURE
+            if !error.is_silent() {
+                // Not `eprintln!`, which panics when standard error is gone.
+                let _ = writeln!(std::io::stderr(), "error: {error}");
+            }
+            std::process::ExitCode::from(error.status())
         }
     }
 }

@@ -1,0 +1,1 @@
+//! What changes between two compiled policies (to come).
