@@ -23,6 +23,10 @@ pub enum Command {
     Check,
     /// Show what a workload receives and which grant gave each item.
     Explain(ExplainArgs),
+    /// Compare two policies (files or folders; with one path, the configured store against
+    /// it): grants added, removed and changed, and per ENV key or FILE path whether the
+    /// value changed, never a value. Exit 0: no change, 1: changes, 2: an error.
+    Diff(DiffArgs),
     /// Mint a token for a workload, signed with the first configured key (for tests).
     Token(TokenArgs),
     /// Print a new master key for sealing (its id, then the key alone on the last line).
@@ -135,6 +139,16 @@ pub struct GrantAddArgs {
     /// A FILE item: PATH=SECRET_NAME[,mode=0400][,owner=NAME][,group=NAME][,encoding=base64] (repeatable).
     #[arg(long = "file", value_name = "PATH=SECRET[,ATTR=V]")]
     pub files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// OLD and NEW policy files or folders; NEW alone compares the configured store to it.
+    #[arg(num_args = 1..=2, required = true, value_name = "OLD NEW")]
+    pub paths: Vec<PathBuf>,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
 use crate::serve::Assembly;
 
+mod diff;
 mod explain;
 mod fetch;
 mod pg;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Serve(_) => serve(config),
         Command::Check => check(config),
         Command::Explain(args) => explain::explain(config, &args),
+        Command::Diff(args) => diff::diff(config, &args),
         Command::Token(args) => token(config, &args),
         Command::Keygen => keygen(),
         Command::Seal(args) => seal(config, &args),
