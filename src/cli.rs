@@ -19,8 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the secret source protocol.
     Serve(ServeArgs),
-    /// Load the configuration and the policy as `serve` would, and report every problem.
-    Check,
+    /// Load the configuration and the policy as `serve` would, and report every problem
+    /// and every lint warning.
+    Check(CheckArgs),
     /// Show what a workload receives and which grant gave each item.
     Explain(ExplainArgs),
     /// Compare two policies (files or folders; with one path, the configured store against
@@ -139,6 +140,16 @@ pub struct GrantAddArgs {
     /// A FILE item: PATH=SECRET_NAME[,mode=0400][,owner=NAME][,group=NAME][,encoding=base64] (repeatable).
     #[arg(long = "file", value_name = "PATH=SECRET[,ATTR=V]")]
     pub files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Treat warnings (lint included) as errors: exit 1 when there is any.
+    #[arg(long)]
+    pub strict: bool,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

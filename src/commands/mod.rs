@@ -15,6 +15,7 @@ use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
 use crate::serve::Assembly;
 
+mod check;
 mod diff;
 mod explain;
 mod fetch;
@@ -72,7 +73,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Serve(args) if args.dev => serve_dev(config),
         Command::Serve(_) => serve(config),
-        Command::Check => check(config),
+        Command::Check(args) => check::check(config, &args),
         Command::Explain(args) => explain::explain(config, &args),
         Command::Diff(args) => diff::diff(config, &args),
         Command::Token(args) => token(config, &args),
@@ -157,42 +158,6 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
         writeln!(out, "Ctrl-C stops it.")?;
         out.flush()
     })?;
-    Ok(())
-}
-
-fn check(config: Option<&Path>) -> Result<(), CommandError> {
-    init_quiet_logs();
-    let settings = Settings::load(config)?;
-    // Every problem at once, and everything that `serve` would refuse (the pieces it
-    // builds from the settings before it listens): a missing key, a bad filter, address
-    // or certificate, and a broken policy are all named.
-    let mut problems = Vec::new();
-    let keys = settings.signing_keys().map_err(|e| problems.push(e.to_string())).ok();
-    let pieces = [
-        settings.log_filter().map(drop),
-        settings.check_listeners(),
-        crate::startup::Edges::from_settings(&settings.server).map(drop),
-        crate::http::limit::FailureLimiter::from_settings(&settings.server).map(drop),
-    ];
-    problems.extend(pieces.into_iter().filter_map(Result::err).map(|e| e.to_string()));
-    let loaded = source(&settings).and_then(|source| {
-        let place = source.describe();
-        Ok((source.load_now()?, place))
-    });
-    let loaded = loaded.map_err(|e| problems.push(e.to_string())).ok();
-    let (Some(keys), Some((policy, place)), true) = (keys, loaded, problems.is_empty()) else {
-        return Err(CommandError::Other(problems.join("\nerror: ")));
-    };
-    for warning in policy.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    println!(
-        "ok: {} grants and {} secrets in {}; {} signing key(s)",
-        policy.grants().len(),
-        policy.secret_count(),
-        place,
-        keys.len()
-    );
     Ok(())
 }
 

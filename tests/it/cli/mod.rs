@@ -7,6 +7,7 @@ mod environment;
 mod explain;
 mod fetch;
 mod help;
+mod lint;
 mod logs;
 mod near_miss;
 mod pipe;
