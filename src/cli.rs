@@ -106,7 +106,11 @@ pub enum SecretCommand {
         allow_empty: bool,
     },
     /// List secrets: names, versions, key ids and dates, never values.
-    Ls,
+    Ls {
+        /// `text` (a table) or `json` (an array; its shape is in the README).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Remove a secret; refused while a grant or template names it.
     Rm { name: String },
 }
@@ -116,7 +120,11 @@ pub enum GrantCommand {
     /// Add a grant: a selector and what it gives.
     Add(GrantAddArgs),
     /// List grants with their selectors and items.
-    Ls,
+    Ls {
+        /// `text` or `json` (an array; its shape is in the README).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Remove a grant.
     Rm { name: String },
 }

@@ -19,6 +19,7 @@ mod check;
 mod diff;
 mod explain;
 mod fetch;
+mod listing;
 mod pg;
 mod reverse;
 use crate::store::toml::TomlStore;

@@ -125,7 +125,10 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
                 let version = store.put_secret(&name, &value, &postgres::actor("cli")).await?;
                 println!("secret `{name}` stored, version {version}");
             }
-            SecretCommand::Ls => {
+            SecretCommand::Ls {
+                format: OutputFormat::Json,
+            } => super::listing::print_secrets(&store.list_secrets().await?)?,
+            SecretCommand::Ls { .. } => {
                 println!(
                     "{:<32} {:<8} {:<10} {:>7}  {:<20}  UPDATED BY",
                     "NAME", "KIND", "KEY", "VERSION", "UPDATED"
@@ -162,7 +165,10 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
                 store.add_grant(grant_spec(args)?, &postgres::actor("cli")).await?;
                 println!("grant `{name}` added");
             }
-            GrantCommand::Ls => {
+            GrantCommand::Ls {
+                format: OutputFormat::Json,
+            } => super::listing::print_grants(&store.list_grants().await?)?,
+            GrantCommand::Ls { .. } => {
                 for grant in store.list_grants().await? {
                     let [project, kind, id] = postgres::selector_columns(&grant);
                     println!(
