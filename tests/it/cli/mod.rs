@@ -7,6 +7,7 @@ mod environment;
 mod explain;
 mod fetch;
 mod help;
+mod key_metrics;
 mod lint;
 mod logs;
 mod near_miss;
