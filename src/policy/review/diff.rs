@@ -156,3 +156,51 @@ pub fn diff<'p>(old: &'p Policy, new: &'p Policy) -> PolicyDiff<'p> {
         .collect();
     result
 }
+
+/// At most this many names per list in a reload's log line.
+const NAMES_LOGGED: usize = 10;
+
+/// A reload's one-line account of what changed: counts, and the names (never a value)
+/// of the grants added, removed and changed, and of the secrets whose value changed.
+pub fn summary(diff: &PolicyDiff<'_>) -> String {
+    if diff.is_empty() {
+        return "no grant changed".to_owned();
+    }
+    let name = |grant: &Grant| match &grant.name {
+        Some(name) => name.to_string(),
+        None => grant.location.to_string(),
+    };
+    let list = |names: Vec<String>| {
+        let more = names.len().saturating_sub(NAMES_LOGGED);
+        let mut shown = names.into_iter().take(NAMES_LOGGED).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            shown.push_str(&format!(" and {more} more"));
+        }
+        shown
+    };
+    let mut secrets: BTreeSet<&str> = BTreeSet::new();
+    for change in &diff.changed {
+        for item in change.items.iter().filter(|i| i.change == ItemChange::Value) {
+            let named = item
+                .new_origin
+                .and_then(|o| o.strip_prefix("secret `")?.strip_suffix('`'));
+            secrets.extend(named);
+        }
+    }
+    let mut parts = Vec::new();
+    for (what, grants) in [("added", &diff.added), ("removed", &diff.removed)] {
+        if !grants.is_empty() {
+            let names = grants.iter().map(|g| name(g)).collect();
+            parts.push(format!("{} grant(s) {what}: {}", grants.len(), list(names)));
+        }
+    }
+    if !diff.changed.is_empty() {
+        let names = diff.changed.iter().map(|c| name(c.new)).collect();
+        parts.push(format!("{} grant(s) changed: {}", diff.changed.len(), list(names)));
+    }
+    if !secrets.is_empty() {
+        let names = secrets.iter().map(|s| s.to_string()).collect();
+        parts.push(format!("values changed of secret(s): {}", list(names)));
+    }
+    parts.join("; ")
+}
