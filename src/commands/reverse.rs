@@ -16,6 +16,8 @@ use crate::policy::review::reverse::References;
 #[derive(Serialize)]
 struct SecretReport {
     secret: String,
+    /// Whether the policy defines the secret: `false` for a typo, say.
+    defined: bool,
     given_by: Vec<GivenBy>,
 }
 
@@ -73,6 +75,7 @@ pub(super) fn explain_secret(settings: &Settings, name: &str, format: OutputForm
         .collect();
     let report = SecretReport {
         secret: name.to_owned(),
+        defined: refs.defines(name),
         given_by,
     };
     match format {
@@ -83,9 +86,14 @@ pub(super) fn explain_secret(settings: &Settings, name: &str, format: OutputForm
 
 fn print_text(report: &SecretReport) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
+    let undefined = if report.defined {
+        ""
+    } else {
+        " (no secret of that name is defined)"
+    };
     writeln!(
         out,
-        "secret `{}` is given by {} item(s)",
+        "secret `{}` is given by {} item(s){undefined}",
         report.secret,
         report.given_by.len()
     )?;

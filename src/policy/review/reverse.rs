@@ -20,6 +20,8 @@ type InlineTemplates = Vec<(Target, Vec<String>)>;
 pub struct References {
     /// Secret → the secrets its template splices.
     templates: HashMap<String, Vec<String>>,
+    /// Every secret defined.
+    defined: std::collections::HashSet<String>,
     /// (file, n-th grant of the file) → per target, the secrets its inline template splices.
     inline: HashMap<(String, usize), InlineTemplates>,
 }
@@ -47,6 +49,7 @@ impl References {
     /// One policy document; `file` is how the compiled grants' locations name it.
     pub fn add_doc(&mut self, file: &str, doc: &PolicyDoc) {
         for (name, spec) in &doc.secrets {
+            self.defined.insert(name.clone());
             if let Some(text) = &spec.get_ref().template {
                 self.templates.insert(name.clone(), spliced(text));
             }
@@ -70,6 +73,11 @@ impl References {
                 self.inline.insert((file.to_owned(), n), found);
             }
         }
+    }
+
+    /// Whether the policy defines a secret of this name (else the name may be a typo).
+    pub fn defines(&self, name: &str) -> bool {
+        self.defined.contains(name)
     }
 
     /// For every secret that gives `name`, the chain from it down to `name`

@@ -125,7 +125,91 @@ fn explain_secret_json_names_the_chain_and_the_overriding_grant() {
 fn explain_secret_of_a_secret_no_grant_gives_lists_nothing() {
     let ran = reverse("nobody_has_this", &[]);
     assert_eq!(
-        ran.stdout, "secret `nobody_has_this` is given by 0 item(s)\n",
+        ran.stdout, "secret `nobody_has_this` is given by 0 item(s) (no secret of that name is defined)\n",
         "\n{ran}"
+    );
+    let ran = reverse("other", &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(json["defined"], true);
+    let given: Vec<&str> = json["given_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grant"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(given, ["override", "unrelated"], "\n{ran}");
+}
+
+/// Which grant gives each target to `workload`, by `explain --format json`.
+fn served(ws: &Workspace, [project, kind, id]: [&str; 3]) -> Vec<(String, String)> {
+    let args = [
+        "explain",
+        "--config",
+        "envoi.toml",
+        "--project",
+        project,
+        "--type",
+        kind,
+        "--id",
+        id,
+        "--format",
+        "json",
+    ];
+    let ran = Ran::of(ws.envoi(args)).success();
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let target = item["key"].as_str().or(item["path"].as_str()).unwrap().to_owned();
+            let grant = item["grant"]["name"].as_str().unwrap_or("(unnamed)").to_owned();
+            (target, grant)
+        })
+        .collect()
+}
+
+#[test]
+fn the_reverse_lookup_agrees_with_what_sample_workloads_are_served() {
+    let ws = Workspace::new();
+    let policy = ws.write("policy.toml", POLICY);
+    ws.config_with_key("reverse-key", &policy);
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(t, g)| (t.to_string(), g.to_string())).collect()
+    };
+    // Billing gets the file from `direct` and DATABASE_URL from `one-level`.
+    assert_eq!(
+        served(&ws, ["billing", "service", "api"]),
+        pairs(&[
+            ("DATABASE_URL", "one-level"),
+            ("OTHER", "unrelated"),
+            ("/etc/billing/db_password", "direct")
+        ])
+    );
+    // A shop service: `override` wins DATABASE_URL, as the lookup says; APP_CONFIG stays.
+    assert_eq!(
+        served(&ws, ["shop", "service", "web"]),
+        pairs(&[
+            ("APP_CONFIG", "two-levels"),
+            ("DATABASE_URL", "override"),
+            ("OTHER", "unrelated")
+        ])
+    );
+    // A shop job is not overridden.
+    assert_eq!(
+        served(&ws, ["shop", "job", "nightly"]),
+        pairs(&[
+            ("APP_CONFIG", "two-levels"),
+            ("DATABASE_URL", "one-level"),
+            ("OTHER", "unrelated")
+        ])
+    );
+    assert_eq!(
+        served(&ws, ["ops", "job", "x"]),
+        pairs(&[
+            ("DATABASE_URL", "one-level"),
+            ("DSN", "(unnamed)"),
+            ("OTHER", "unrelated")
+        ])
     );
 }
