@@ -187,7 +187,7 @@ fn print_text(report: &WorkloadReport) -> Result<(), CommandError> {
                 "near misses: {} grant(s) failed on one field only",
                 report.near_misses.len()
             )?;
-            for miss in &report.near_misses {
+            for miss in report.near_misses.iter().take(NEAR_MISSES_SHOWN) {
                 writeln!(
                     out,
                     "- {} [{}]: {} is `{}`, the workload's is `{}`",
@@ -198,11 +198,23 @@ fn print_text(report: &WorkloadReport) -> Result<(), CommandError> {
                     miss.workload
                 )?;
             }
+            if let Some(more) = report
+                .near_misses
+                .len()
+                .checked_sub(NEAR_MISSES_SHOWN)
+                .filter(|n| *n > 0)
+            {
+                writeln!(out, "and {more} more near miss(es) (--format json lists them all)")?;
+            }
         }
         Ok(())
     };
     write().map_err(|e| CommandError::Other(e.to_string()))
 }
+
+/// Near misses listed in text: a fleet's per-workload grants can make thousands, one
+/// per sibling workload; `--format json` lists them all.
+const NEAR_MISSES_SHOWN: usize = 20;
 
 pub(super) fn selector_text(grant: &GrantRef) -> String {
     let s = &grant.selector;

@@ -105,7 +105,7 @@ fn print_text(report: &SecretReport) -> std::io::Result<()> {
             let chain: Vec<String> = given.via.iter().map(|s| format!("`{s}`")).collect();
             writeln!(out, "    through {}", chain.join(" -> "))?;
         }
-        for other in &given.overridden_by {
+        for other in given.overridden_by.iter().take(SHOWN) {
             let what = if other.other_value {
                 "another value"
             } else {
@@ -118,6 +118,16 @@ fn print_text(report: &SecretReport) -> std::io::Result<()> {
                 selector_text(&other.grant)
             )?;
         }
+        if given.overridden_by.len() > SHOWN {
+            let more = given.overridden_by.len() - SHOWN;
+            writeln!(
+                out,
+                "    and {more} more overriding grant(s) (--format json lists them all)"
+            )?;
+        }
     }
     Ok(())
 }
+
+/// Overriding grants listed per item in text; `--format json` lists them all.
+const SHOWN: usize = 10;

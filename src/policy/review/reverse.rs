@@ -166,24 +166,28 @@ impl Policy {
                 }
             }
         }
+        // The grants that give each target some giving item has: one pass over the
+        // policy, not one per item.
+        let wanted: std::collections::HashSet<&Target> = found.iter().map(|g| &g.item.target).collect();
+        let mut by_target: HashMap<&Target, Vec<(&Grant, &Item)>> = HashMap::new();
+        for grant in self.grants() {
+            for item in grant.items.iter().filter(|i| wanted.contains(&i.target)) {
+                by_target.entry(&item.target).or_default().push((grant, item));
+            }
+        }
         for giving in &mut found {
-            giving.overridden_by = self.overriders(giving.grant, giving.item);
+            giving.overridden_by = overriders(&by_target[&giving.item.target], giving.grant, giving.item);
         }
         found
     }
+}
 
-    /// Grants more specific than `grant` that give `item`'s target to a workload
-    /// `grant` also selects, each with whether its value differs.
-    fn overriders<'p>(&'p self, grant: &Grant, item: &Item) -> Vec<(&'p Grant, bool)> {
-        let mut out = Vec::new();
-        for other in self.grants() {
-            if other.specificity <= grant.specificity || !other.selector.overlaps(&grant.selector) {
-                continue;
-            }
-            if let Some(theirs) = other.items.iter().find(|i| i.target == item.target) {
-                out.push((other, theirs.identity() != item.identity()));
-            }
-        }
-        out
-    }
+/// Of `others` (the grants that give `item`'s target), those more specific than `grant`
+/// that can select a workload it selects, each with whether its value differs.
+fn overriders<'p>(others: &[(&'p Grant, &'p Item)], grant: &Grant, item: &Item) -> Vec<(&'p Grant, bool)> {
+    others
+        .iter()
+        .filter(|(other, _)| other.specificity > grant.specificity && other.selector.overlaps(&grant.selector))
+        .map(|(other, theirs)| (*other, theirs.identity() != item.identity()))
+        .collect()
 }

@@ -140,3 +140,38 @@ fn explain_json_shows_values_only_when_asked() {
     let json: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
     assert_eq!(json["items"][0]["value"], "info-near-miss-11", "\n{ran}");
 }
+
+#[test]
+fn explain_lists_twenty_near_misses_in_text_and_counts_the_rest() {
+    let ws = Workspace::new();
+    let mut policy = String::from("[[grants]]\nname = \"all\"\nenv = { A = { value = \"a\" } }\n");
+    for n in 0..25 {
+        policy.push_str(&format!(
+            "\n[[grants]]\nname = \"sibling-{n}\"\nproject = \"shop\"\ntype = \"service\"\nid = \"svc-{n}\"\nenv = {{ B = {{ value = \"b\" }} }}\n"
+        ));
+    }
+    let path = ws.write("policy.toml", policy);
+    ws.config_with_key("near-miss-key", &path);
+    let args = [
+        "explain",
+        "--config",
+        "envoi.toml",
+        "--project",
+        "shop",
+        "--type",
+        "service",
+        "--id",
+        "web",
+    ];
+    let ran = Ran::of(ws.envoi(args)).success();
+    assert_eq!(
+        ran.stdout.lines().filter(|l| l.starts_with("- ")).count(),
+        20,
+        "\n{ran}"
+    );
+    ran.stdout_names("near misses: 25 grant(s) failed on one field only")
+        .stdout_names("and 5 more near miss(es) (--format json lists them all)");
+    let ran = Ran::of(ws.envoi(args).args(["--format", "json"])).success();
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(json["near_misses"].as_array().unwrap().len(), 25);
+}
