@@ -15,37 +15,87 @@ use crate::policy::review::report::GrantRef;
 use crate::policy::{Grant, Loader, Policy};
 
 pub(super) fn diff(config: Option<&Path>, args: &DiffArgs) -> Result<(), CommandError> {
-    let status = |source: CommandError| CommandError::WithStatus {
-        status: 2,
-        source: Box::new(source),
-    };
     super::init_quiet_logs();
-    let settings = Settings::load(config).map_err(|e| status(e.into()))?;
-    let keyring = settings.keyring().map_err(|e| status(e.into()))?;
-    let loader = Loader::new(&keyring);
-    let load = |path: &Path, which: &str| {
-        loader
-            .load_path(path)
-            .map_err(|e| status(CommandError::Other(format!("{which} ({}): {e}", path.display()))))
-    };
-    let (old, new) = match args.paths.as_slice() {
-        [new] => (
-            load_policy(&settings)
-                .map_err(|e| status(CommandError::Other(format!("OLD (the configured store): {e}"))))?,
-            load(new, "NEW")?,
-        ),
-        [old, new] => (load(old, "OLD")?, load(new, "NEW")?),
-        _ => return Err(status(CommandError::Other("give OLD and NEW, or NEW alone".into()))),
+    let (old, new) = match load_both(config, &args.paths) {
+        Ok(both) => both,
+        Err(failure) => return Err(failure.report(args.format)),
     };
     let report = DiffReport::new(&old, &new, &compare(&old, &new));
     match args.format {
         OutputFormat::Json => print_json(&report)?,
-        OutputFormat::Text => print_text(&report).map_err(|e| status(CommandError::Other(e.to_string())))?,
+        OutputFormat::Text => print_text(&report).map_err(|e| CommandError::Other(e.to_string()))?,
     }
     if report.changed {
         Err(CommandError::Status(1))
     } else {
         Ok(())
+    }
+}
+
+/// Why there is nothing to compare: `diff --format json` prints it as
+/// `{"error": {"policy": "OLD" | "NEW" | null, "problems": [text]}}`.
+#[derive(Serialize)]
+struct Failure {
+    /// Which side failed to load, if one did.
+    policy: Option<&'static str>,
+    problems: Vec<String>,
+    #[serde(skip)]
+    error: CommandError,
+}
+
+impl Failure {
+    fn new(policy: Option<&'static str>, place: String, error: CommandError) -> Self {
+        let problems = match &error {
+            CommandError::Policy(e) => e.problems.clone(),
+            other => vec![other.to_string()],
+        };
+        let error = match policy {
+            Some(side) => CommandError::Other(format!("{side} ({place}): {error}")),
+            None => error,
+        };
+        Self {
+            policy,
+            problems,
+            error,
+        }
+    }
+
+    /// Exit 2, with the problems printed as the format asks.
+    fn report(self, format: OutputFormat) -> CommandError {
+        if format == OutputFormat::Json {
+            #[derive(Serialize)]
+            struct Wrapped<'a> {
+                error: &'a Failure,
+            }
+            if print_json(&Wrapped { error: &self }).is_ok() {
+                return CommandError::Status(2);
+            }
+        }
+        CommandError::WithStatus {
+            status: 2,
+            source: Box::new(self.error),
+        }
+    }
+}
+
+fn load_both(config: Option<&Path>, paths: &[std::path::PathBuf]) -> Result<(Policy, Policy), Failure> {
+    let plain = |e: CommandError| Failure::new(None, String::new(), e);
+    let settings = Settings::load(config).map_err(|e| plain(e.into()))?;
+    let keyring = settings.keyring().map_err(|e| plain(e.into()))?;
+    let loader = Loader::new(&keyring);
+    let load = |path: &Path, side: &'static str| {
+        loader
+            .load_path(path)
+            .map_err(|e| Failure::new(Some(side), path.display().to_string(), e.into()))
+    };
+    match paths {
+        [new] => {
+            let old =
+                load_policy(&settings).map_err(|e| Failure::new(Some("OLD"), "the configured store".into(), e))?;
+            Ok((old, load(new, "NEW")?))
+        }
+        [old, new] => Ok((load(old, "OLD")?, load(new, "NEW")?)),
+        _ => Err(plain(CommandError::Other("give OLD and NEW, or NEW alone".into()))),
     }
 }
 

@@ -17,7 +17,7 @@ impl Policy {
     /// Every lint warning, sorted.
     pub fn lint(&self) -> Vec<String> {
         let mut found = Kinds::default();
-        let mut files: BTreeMap<String, Vec<(&Grant, &str)>> = BTreeMap::new();
+        let mut files: FilePaths<'_> = BTreeMap::new();
         for grant in self.grants() {
             for item in grant.items.iter() {
                 match &item.target {
@@ -39,7 +39,8 @@ impl Policy {
                                 format!("{}: FILE {path} holds a private key {why}", grant.describe()),
                             );
                         }
-                        files.entry(normalise(path)).or_default().push((grant, path));
+                        let spellings = files.entry(normalise(path)).or_default();
+                        spellings.entry(path).or_default().push(grant);
                     }
                 }
             }
@@ -55,9 +56,14 @@ struct Kinds(BTreeMap<&'static str, (Vec<String>, usize)>);
 
 impl Kinds {
     fn push(&mut self, kind: &'static str, warning: String) {
+        self.push_with(kind, || warning);
+    }
+
+    /// Formats the warning only when it is kept.
+    fn push_with(&mut self, kind: &'static str, warning: impl FnOnce() -> String) {
         let (kept, more) = self.0.entry(kind).or_default();
         if kept.len() < CAP {
-            kept.push(warning);
+            kept.push(warning());
         } else {
             *more += 1;
         }
@@ -99,21 +105,26 @@ fn normalise(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Per normalised FILE path, per path as written, the grants that give it.
+type FilePaths<'p> = BTreeMap<String, BTreeMap<&'p str, Vec<&'p Grant>>>;
+
 /// Two FILE paths that name one file, or one the folder of the other, given to workloads
-/// that both grants can select.
-fn same_and_nested_files(files: &BTreeMap<String, Vec<(&Grant, &str)>>, found: &mut Kinds) {
-    for (path, givers) in files {
-        for (n, (a, a_path)) in givers.iter().enumerate() {
-            for (b, b_path) in &givers[n + 1..] {
-                if a_path != b_path && a.selector.overlaps(&b.selector) {
-                    found.push(
-                        "twice",
+/// that both grants can select. Grants that give the very same path are not compared
+/// with each other (the more specific wins; equal ones are a load error): at fleet size,
+/// one path is often given by thousands of grants.
+fn same_and_nested_files(files: &FilePaths<'_>, found: &mut Kinds) {
+    for (path, spellings) in files {
+        let spellings: Vec<(&&str, &Vec<&Grant>)> = spellings.iter().collect();
+        for (n, (a_path, a_grants)) in spellings.iter().enumerate() {
+            for (b_path, b_grants) in &spellings[n + 1..] {
+                for (a, b) in overlapping(a_grants, b_grants) {
+                    found.push_with("twice", || {
                         format!(
                             "FILE {a_path} ({}) and FILE {b_path} ({}) are one file, {path}, given twice to the workloads both select",
                             a.describe(),
                             b.describe()
-                        ),
-                    );
+                        )
+                    });
                 }
             }
         }
@@ -121,22 +132,27 @@ fn same_and_nested_files(files: &BTreeMap<String, Vec<(&Grant, &str)>>, found: &
         while let Some(at) = folder.rfind('/').filter(|at| *at > 0) {
             folder = &folder[..at];
             let Some(parents) = files.get(folder) else { continue };
-            for (a, a_path) in parents {
-                for (b, b_path) in givers {
-                    if a.selector.overlaps(&b.selector) {
-                        found.push(
-                            "prefix",
+            for (a_path, a_grants) in parents {
+                for (b_path, b_grants) in &spellings {
+                    for (a, b) in overlapping(a_grants, b_grants) {
+                        found.push_with("prefix", || {
                             format!(
                                 "FILE {a_path} ({}) is a folder of FILE {b_path} ({}): a workload both select cannot have both",
                                 a.describe(),
                                 b.describe()
-                            ),
-                        );
+                            )
+                        });
                     }
                 }
             }
         }
     }
+}
+
+fn overlapping<'a, 'p>(a: &'a [&'p Grant], b: &'a [&'p Grant]) -> impl Iterator<Item = (&'p Grant, &'p Grant)> + 'a {
+    a.iter()
+        .flat_map(move |x| b.iter().map(move |y| (*x, *y)))
+        .filter(|(x, y)| x.selector.overlaps(&y.selector))
 }
 
 /// The item as served, read back in memory to look at its data and mode.

@@ -204,6 +204,17 @@ fn diff_exits_2_naming_the_conflict_a_new_policy_would_introduce() {
     ran.never_shows("rival-value-i0");
     assert_eq!(ran.code, Some(2), "an error exits 2\n{ran}");
     ran.stderr_names("NEW").stderr_names("`rival`").stderr_names("`fresh`");
+
+    let ran = diff(&ws, &["old.toml", "new.toml", "--format", "json"]);
+    ran.never_shows("rival-value-i0");
+    assert_eq!(ran.code, Some(2), "\n{ran}");
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(json["error"]["policy"], "NEW", "\n{ran}");
+    let problems = json["error"]["problems"].as_array().expect("an array");
+    assert!(
+        problems.iter().any(|p| p.as_str().unwrap().contains("`rival`")),
+        "\n{ran}"
+    );
 }
 
 #[test]
