@@ -85,7 +85,7 @@ fn assess(settings: &Settings, strict: bool) -> CheckReport {
         Ok((policy, place)) => {
             report.warnings.extend(policy.warnings().iter().cloned());
             report.warnings.extend(policy.lint());
-            report.grants = Some(policy.grants().len());
+            report.grants = Some(IntoIterator::into_iter(policy.grants()).count());
             report.secrets = Some(policy.secret_count());
             report.store = Some(place);
         }
