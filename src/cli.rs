@@ -20,10 +20,15 @@ pub struct Cli {
 pub enum Command {
     /// Serve the secret source protocol.
     Serve(ServeArgs),
-    /// Load the configuration and the policy as `serve` would, and report every problem.
-    Check,
+    /// Load the configuration and the policy as `serve` would, and report every problem
+    /// and every lint warning.
+    Check(CheckArgs),
     /// Show what a workload receives and which grant gave each item.
     Explain(ExplainArgs),
+    /// Compare two policies (files or folders; with one path, the configured store against
+    /// it): grants added, removed and changed, and per ENV key or FILE path whether the
+    /// value changed, never a value. Exit 0: no change, 1: changes, 2: an error.
+    Diff(DiffArgs),
     /// Mint a token for a workload, signed with the first configured key (for tests).
     Token(TokenArgs),
     /// Print a new master key for sealing (its id, then the key alone on the last line).
@@ -110,7 +115,11 @@ pub enum SecretCommand {
         allow_empty: bool,
     },
     /// List secrets: names, versions, key ids and dates, never values.
-    Ls,
+    Ls {
+        /// `text` (a table) or `json` (an array; its shape is in the README).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Remove a secret; refused while a grant or template names it.
     Rm { name: String },
 }
@@ -122,7 +131,11 @@ pub enum GrantCommand {
     /// Create or replace a grant in one change: replicas never serve a moment without it.
     Put(GrantAddArgs),
     /// List grants with their selectors and items.
-    Ls,
+    Ls {
+        /// `text` or `json` (an array; its shape is in the README).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Remove a grant.
     Rm { name: String },
 }
@@ -146,6 +159,26 @@ pub struct GrantAddArgs {
     /// A FILE item: PATH=SECRET_NAME[,mode=0400][,owner=NAME][,group=NAME][,encoding=base64] (repeatable).
     #[arg(long = "file", value_name = "PATH=SECRET[,ATTR=V]")]
     pub files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Treat warnings (lint included) as errors: exit 1 when there is any.
+    #[arg(long)]
+    pub strict: bool,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// OLD and NEW policy files or folders; NEW alone compares the configured store to it.
+    #[arg(num_args = 1..=2, required = true, value_name = "OLD NEW")]
+    pub paths: Vec<PathBuf>,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -181,12 +214,26 @@ pub struct WorkloadArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["project", "secret"])))]
 pub struct ExplainArgs {
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
+    /// The workload's project (`projectId`), with --type and --id.
+    #[arg(long, requires_all = ["kind", "id"])]
+    pub project: Option<String>,
+    /// The workload's type (`nfObjectType`), such as service or job.
+    #[arg(long = "type", value_name = "TYPE", requires = "project")]
+    pub kind: Option<String>,
+    /// The workload's id (`nfObjectId`).
+    #[arg(long, requires = "project")]
+    pub id: Option<String>,
+    /// The reverse: every grant that gives the secret NAME, directly or through templates.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["project", "show_values"])]
+    pub secret: Option<String>,
     /// Print values instead of masking them.
     #[arg(long)]
     pub show_values: bool,
+    /// `text`, or `json` (one object; its shape is in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 /// Where to ask and with which token: shared by `fetch` and `run`.

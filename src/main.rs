@@ -18,9 +18,11 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
-            // Not `eprintln!`, which panics when standard error is gone.
-            let _ = writeln!(std::io::stderr(), "error: {error}");
-            std::process::ExitCode::FAILURE
+            if !error.is_silent() {
+                // Not `eprintln!`, which panics when standard error is gone.
+                let _ = writeln!(std::io::stderr(), "error: {error}");
+            }
+            std::process::ExitCode::from(error.status())
         }
     }
 }

@@ -182,3 +182,13 @@ impl Registry {
         out
     }
 }
+
+/// `envoi_token_verifications_total{key="N"}`: tokens whose signature the N-th configured
+/// signing key (from 0, in `auth.secrets` then `auth.secret_files` order) verified. A key
+/// is named by its position only: its bytes, or a hash of them, never appear.
+pub fn render_verifications(out: &mut String, counts: impl Iterator<Item = u64>) {
+    out.push_str("# HELP envoi_token_verifications_total Tokens whose signature each signing key verified, by its position in the configured list.\n# TYPE envoi_token_verifications_total counter\n");
+    for (position, count) in counts.enumerate() {
+        let _ = writeln!(out, "envoi_token_verifications_total{{key=\"{position}\"}} {count}");
+    }
+}

@@ -5,6 +5,7 @@
 //! types, and the times (`exp`, `nbf`, `iat`, the maximum lifetime) checked against the
 //! caller's clock. `jsonwebtoken` also mints tokens (`envoi token`, `serve --dev`).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -97,6 +98,9 @@ pub struct TokenRules {
 /// `verify` takes `&self`.
 pub struct Verifier {
     keys: Vec<DecodingKey>,
+    /// Per key, by position: tokens whose signature it verified (for rotation, SPEC §6).
+    /// Atomics fixed at start: the request path neither locks nor allocates to count.
+    verified: Box<[AtomicU64]>,
     validation: Validation,
     rules: TokenRules,
 }
@@ -191,9 +195,15 @@ impl Verifier {
         validation.validate_aud = false;
         Self {
             keys: keys.iter().map(|k| DecodingKey::from_secret(k.bytes())).collect(),
+            verified: keys.iter().map(|_| AtomicU64::new(0)).collect(),
             validation,
             rules,
         }
+    }
+
+    /// Per configured key, by position: how many tokens its signature verified.
+    pub fn verifications(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.verified.iter().map(|count| count.load(Relaxed))
     }
 
     /// Verifies an `Authorization` header value.
@@ -220,9 +230,12 @@ impl Verifier {
             return Err(AuthError::BadSignature);
         }
         let mut refusal = AuthError::BadSignature;
-        for key in &self.keys {
+        for (key, verified) in self.keys.iter().zip(self.verified.iter()) {
             match jsonwebtoken::decode::<ObjectClaims>(token, key, &self.validation) {
                 Ok(data) => {
+                    // Counted once the signature holds, whatever the times say: an
+                    // expired token signed with an old key still shows the key in use.
+                    verified.fetch_add(1, Relaxed);
                     let claims = data.claims.0;
                     self.check_times(&claims, now)?;
                     return Workload::new(&claims.project, &claims.kind, &claims.id);

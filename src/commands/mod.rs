@@ -8,15 +8,20 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::auth::{mint_token, SigningKey, Workload};
-use crate::cli::{Cli, Command, ExplainArgs, TokenArgs};
+use crate::cli::{Cli, Command, TokenArgs};
 use crate::config::{ConfigError, Settings, StoreKind};
 use crate::policy::reseal::reseal_text;
 use crate::policy::{self, Policy, PolicyError};
 use crate::seal::MasterKey;
 use crate::serve::Assembly;
 
+mod check;
+mod diff;
+mod explain;
 mod fetch;
+mod listing;
 mod pg;
+mod reverse;
 mod run;
 use crate::store::toml::TomlStore;
 use crate::store::PolicySource;
@@ -44,6 +49,27 @@ pub enum CommandError {
     Serve(#[from] crate::serve::ServeError),
     #[error("{0}")]
     Other(String),
+    /// A command that answers through its exit status alone (`diff`: 1 for "changed").
+    #[error("exit status {0}")]
+    Status(u8),
+    /// An error with an exit status of its own (`diff`'s 2, as diff(1) does).
+    #[error("{source}")]
+    WithStatus { status: u8, source: Box<CommandError> },
+}
+
+impl CommandError {
+    /// The process's exit status for this error.
+    pub fn status(&self) -> u8 {
+        match self {
+            Self::Status(status) | Self::WithStatus { status, .. } => *status,
+            _ => 1,
+        }
+    }
+
+    /// Whether there is nothing to print: the status says it all.
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Self::Status(_))
+    }
 }
 
 /// Runs the command; the exit status is 0, or (for `envoi run`) its command's.
@@ -53,8 +79,9 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
         Command::Run(args) => return run::run(config, &args),
         Command::Serve(args) if args.dev => serve_dev(config),
         Command::Serve(_) => serve(config),
-        Command::Check => check(config),
-        Command::Explain(args) => explain(config, &args),
+        Command::Check(args) => check::check(config, &args),
+        Command::Explain(args) => explain::explain(config, &args),
+        Command::Diff(args) => diff::diff(config, &args),
         Command::Token(args) => token(config, &args),
         Command::Keygen => keygen(),
         Command::Seal(args) => seal(config, &args),
@@ -77,7 +104,7 @@ fn toml_store(settings: &Settings) -> Result<TomlStore, CommandError> {
 }
 
 /// Loads the policy from the configured store, as `serve` would.
-fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
+pub(crate) fn load_policy(settings: &Settings) -> Result<Policy, CommandError> {
     Ok(source(settings)?.load_now()?)
 }
 
@@ -141,82 +168,10 @@ fn serve_dev(config: Option<&Path>) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn check(config: Option<&Path>) -> Result<(), CommandError> {
-    init_quiet_logs();
-    let settings = Settings::load(config)?;
-    // Every problem at once, and everything that `serve` would refuse (the pieces it
-    // builds from the settings before it listens): a missing key, a bad filter, address
-    // or certificate, and a broken policy are all named.
-    let mut problems = Vec::new();
-    let keys = settings.signing_keys().map_err(|e| problems.push(e.to_string())).ok();
-    let pieces = [
-        settings.log_filter().map(drop),
-        settings.check_listeners(),
-        crate::startup::Edges::from_settings(&settings.server).map(drop),
-        crate::http::limit::FailureLimiter::from_settings(&settings.server).map(drop),
-    ];
-    problems.extend(pieces.into_iter().filter_map(Result::err).map(|e| e.to_string()));
-    let loaded = source(&settings).and_then(|source| {
-        let place = source.describe();
-        Ok((source.load_now()?, place))
-    });
-    let loaded = loaded.map_err(|e| problems.push(e.to_string())).ok();
-    let (Some(keys), Some((policy, place)), true) = (keys, loaded, problems.is_empty()) else {
-        return Err(CommandError::Other(problems.join("\nerror: ")));
-    };
-    for warning in policy.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    println!(
-        "ok: {} grants and {} secrets in {}; {} signing key(s)",
-        policy.grant_count(),
-        policy.secret_count(),
-        place,
-        keys.len()
-    );
-    Ok(())
-}
-
 pub(crate) fn workload(args: &crate::cli::WorkloadArgs) -> Result<Workload, CommandError> {
     Workload::new(&args.project, &args.kind, &args.id).map_err(|_| {
         CommandError::Other("--project, --type and --id must be non-empty names without control characters".into())
     })
-}
-
-fn explain(config: Option<&Path>, args: &ExplainArgs) -> Result<(), CommandError> {
-    init_quiet_logs();
-    let settings = Settings::load(config)?;
-    let workload = workload(&args.workload)?;
-    let policy = load_policy(&settings)?;
-    let explained = policy.explain(&workload);
-    let mut out = std::io::stdout().lock();
-    let write = |out: &mut std::io::StdoutLock<'_>| -> std::io::Result<()> {
-        writeln!(out, "{workload} receives {} item(s)", explained.len())?;
-        for entry in &explained {
-            let value = if args.show_values {
-                let rendered = entry.item.value(&workload);
-                match std::str::from_utf8(rendered.expose()) {
-                    Ok(text) => format!("{text:?}"),
-                    Err(_) => {
-                        use base64::Engine as _;
-                        format!(
-                            "base64:{}",
-                            base64::engine::general_purpose::STANDARD.encode(rendered.expose())
-                        )
-                    }
-                }
-            } else {
-                "********".to_owned()
-            };
-            writeln!(out, "{} = {value}", entry.item.target)?;
-            writeln!(out, "    from {} via {}", entry.item.origin, entry.grant.describe())?;
-            for other in &entry.overridden {
-                writeln!(out, "    overrides {}", other.describe())?;
-            }
-        }
-        Ok(())
-    };
-    write(&mut out).map_err(|e| CommandError::Other(e.to_string()))
 }
 
 fn token(config: Option<&Path>, args: &TokenArgs) -> Result<(), CommandError> {

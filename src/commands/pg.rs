@@ -133,7 +133,10 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
                 let version = store.put_secret(&name, &value, &postgres::actor("cli")).await?;
                 println!("secret `{name}` stored, version {version}");
             }
-            SecretCommand::Ls => {
+            SecretCommand::Ls {
+                format: OutputFormat::Json,
+            } => super::listing::print_secrets(&store.list_secrets().await?)?,
+            SecretCommand::Ls { .. } => {
                 println!(
                     "{:<32} {:<8} {:<10} {:>7}  {:<20}  UPDATED BY",
                     "NAME", "KIND", "KEY", "VERSION", "UPDATED"
@@ -177,7 +180,10 @@ pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), 
                     false => println!("grant `{name}` added"),
                 }
             }
-            GrantCommand::Ls => {
+            GrantCommand::Ls {
+                format: OutputFormat::Json,
+            } => super::listing::print_grants(&store.list_grants().await?)?,
+            GrantCommand::Ls { .. } => {
                 for grant in store.list_grants().await? {
                     let [project, kind, id] = postgres::selector_columns(&grant);
                     println!(

@@ -81,7 +81,11 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig, with_metrics: bool) {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.registry.render())
+        .body({
+            let mut body = state.registry.render();
+            crate::metrics::render_verifications(&mut body, state.verifier.verifications());
+            body
+        })
 }
 
 /// `GET /`: the secrets of the workload the token names.

@@ -8,6 +8,7 @@ mod item;
 mod load;
 pub mod model;
 pub mod reseal;
+pub mod review;
 mod selector;
 mod template;
 mod value;

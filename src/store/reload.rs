@@ -81,10 +81,15 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<Rel
             match store.load() {
                 Ok(policy) => {
                     watched.sync(policy.inputs());
+                    let changes = holder.current().as_ref().map(|old| {
+                        let diff = crate::policy::review::diff::diff(&old.policy, &policy);
+                        crate::policy::review::diff::summary(&diff)
+                    });
                     tracing::info!(
                         trigger = ?why,
                         grants = policy.grant_count(),
                         secrets = policy.secret_count(),
+                        changes = changes.as_deref().unwrap_or("first policy"),
                         "policy reloaded"
                     );
                     log_warnings(&policy);

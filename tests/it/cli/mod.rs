@@ -2,13 +2,18 @@
 //! scratch folder with a clean environment, as an operator or the platform would.
 
 mod check;
+mod diff;
 mod environment;
 mod explain;
 mod fetch;
 mod help;
+mod key_metrics;
+mod lint;
 mod logs;
+mod near_miss;
 mod pipe;
 mod policy_files;
+mod reverse;
 mod run;
 mod run_fallback;
 mod run_redact;

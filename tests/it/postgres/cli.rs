@@ -76,6 +76,7 @@ fn explained(env: &Env, config: &str, project: &str, kind: &str, id: &str) -> Ve
         .success();
     ran.stdout
         .lines()
+        .take_while(|line| !line.starts_with("near misses:"))
         .filter(|line| !line.starts_with(char::is_whitespace))
         .map(str::to_owned)
         .collect()

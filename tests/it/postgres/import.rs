@@ -148,6 +148,8 @@ fn explained(env: &Env, config: &str, (project, kind, id): (&str, &str, &str)) -
         .success();
     ran.stdout
         .lines()
+        // Near misses name where each grant is written, which differs between stores.
+        .take_while(|line| !line.starts_with("near misses:"))
         .filter(|line| !line.starts_with(char::is_whitespace))
         .map(str::to_owned)
         .collect()

@@ -11,6 +11,7 @@ mod db;
 mod env;
 mod history;
 mod import;
+mod listing;
 mod outage;
 mod patches;
 mod proxy;

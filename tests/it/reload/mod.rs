@@ -17,6 +17,7 @@ use crate::support::jwt::token;
 use crate::support::{toml_string, Server, Workspace};
 
 mod atomic;
+mod changes;
 mod edits;
 mod failures;
 mod files;
