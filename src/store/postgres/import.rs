@@ -18,10 +18,24 @@ impl PgStore {
         let desired = self.desired(files)?;
         let actor = actor.to_owned();
         let keyring = self.keyring.clone();
-        self.bulk_change(&actor.clone(), ImportReport::wrote_anything, move |tx| {
-            Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await })
-        })
-        .await
+        let report = self
+            .bulk_change(&actor.clone(), ImportReport::wrote_anything, move |tx| {
+                Box::pin(async move { apply_import(tx, &keyring, desired, &actor).await })
+            })
+            .await?;
+        if report.rows_written() >= ANALYZE_AFTER {
+            // Fresh statistics: until autovacuum gets to a table that grew by 100,000 rows,
+            // the planner takes it for nearly empty and the next writes' index lookups
+            // for full scans (30 ms each, not 0.1, at 100k; bench/README.md).
+            self.bounded(async {
+                sqlx::query("ANALYZE envoi_secrets, envoi_grants, envoi_grant_items, envoi_change_items")
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(report)
     }
 
     /// What the tables should hold for the policy of `files`.
@@ -85,9 +99,16 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
+/// An import that wrote this many secrets and grants refreshes the tables' statistics.
+const ANALYZE_AFTER: usize = 1000;
+
 impl ImportReport {
+    fn rows_written(&self) -> usize {
+        self.secrets_written + self.secrets_removed + self.grants_written + self.grants_removed
+    }
+
     fn wrote_anything(&self) -> bool {
-        self.secrets_written + self.secrets_removed + self.grants_written + self.grants_removed > 0
+        self.rows_written() > 0
     }
 }
 
