@@ -84,6 +84,20 @@ pub enum DbCommand {
         #[arg(long, value_name = "GEN")]
         to: i64,
     },
+    /// What the changes from generation GEN to GEN2 (the current one by default) changed,
+    /// as `envoi diff` shows two policies; never a value. Exit 0 when nothing did, 1 when
+    /// something did, 2 on an error.
+    Diff {
+        /// The older generation (see `db history`).
+        #[arg(value_name = "GEN")]
+        from: i64,
+        /// The newer generation; the current one when left out.
+        #[arg(value_name = "GEN2")]
+        to: Option<i64>,
+        /// `text` or `json` (the shape of `envoi diff --format json`).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Compact the history older than both `store.history_keep_changes` changes and
     /// `store.history_keep_days` days (every hundredth change also does): every generation
     /// after the cut-off can still be rolled back to.

@@ -20,8 +20,13 @@ pub(super) fn diff(config: Option<&Path>, args: &DiffArgs) -> Result<(), Command
         Ok(both) => both,
         Err(failure) => return Err(failure.report(args.format)),
     };
-    let report = DiffReport::new(&old, &new, &compare(&old, &new));
-    match args.format {
+    show(&old, &new, args.format)
+}
+
+/// Prints what changed from `old` to `new`; `Status(1)` when something did.
+pub(super) fn show(old: &Policy, new: &Policy, format: OutputFormat) -> Result<(), CommandError> {
+    let report = DiffReport::new(old, new, &compare(old, new));
+    match format {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Text => print_text(&report).map_err(|e| CommandError::Other(e.to_string()))?,
     }

@@ -67,6 +67,24 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                     report.unchanged
                 );
             }
+            DbCommand::Diff { from, to, format } => {
+                // diff(1)'s 2 for an error; 1 (from `show`) when something changed.
+                let failed = |e: CommandError| CommandError::WithStatus {
+                    status: 2,
+                    source: Box::new(e),
+                };
+                let keyring = settings.keyring().map_err(|e| failed(e.into()))?;
+                let loader = crate::policy::Loader::new(&keyring);
+                let mut compiled = Vec::with_capacity(2);
+                for at in [Some(from), to] {
+                    let (generation, doc) = store.read_at(at).await.map_err(|e| failed(e.into()))?;
+                    let policy = loader
+                        .load_doc(&format!("generation {generation}"), doc)
+                        .map_err(|e| failed(e.into()))?;
+                    compiled.push(policy);
+                }
+                super::diff::show(&compiled[0], &compiled[1], format)?;
+            }
             DbCommand::Prune => {
                 let (gone, from) = store.compact_history().await?;
                 println!("compacted {gone} history entries; every generation from {from} on can be rolled back to");

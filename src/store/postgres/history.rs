@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
+use super::rows::{doc_from_rows, GrantRow, ItemRow, SecretRow};
 use super::{PgStore, StoreError};
+use crate::policy::model::PolicyDoc;
 
 /// One secret or grant changed by one writing transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -174,4 +176,63 @@ async fn exec(
         query = query.bind(actor);
     }
     Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+impl PgStore {
+    /// The policy as it was at generation `at` (the current one when `None`), rebuilt
+    /// from the history: what `db diff` compares.
+    pub async fn read_at(&self, at: Option<i64>) -> Result<(i64, PolicyDoc), StoreError> {
+        let Some(at) = at else {
+            return self.read().await;
+        };
+        self.bounded(async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let (first, last): (Option<i64>, i64) = sqlx::query_as(
+                "SELECT greatest((SELECT min(generation) FROM envoi_changes), history_from), generation
+                 FROM envoi_policy_state",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if !first.is_some_and(|first| (first..=last).contains(&at)) {
+                return Err(StoreError::Invalid(format!(
+                    "generation {at} is not in the history (it holds generations {} to {last})",
+                    first.unwrap_or(last)
+                )));
+            }
+            let secrets = sqlx::query_as::<_, SecretRow>(&format!(
+                "{AT} SELECT name, sealed, template FROM target WHERE object = 'secret' ORDER BY name"
+            ))
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?;
+            let grants = sqlx::query_as::<_, GrantRow>(&format!(
+                "{AT} SELECT name, definition->>'project' AS project, definition->>'type' AS type,
+                        definition->>'object_id' AS object_id
+                 FROM target WHERE object = 'grant' ORDER BY name"
+            ))
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?;
+            let items = sqlx::query_as::<_, ItemRow>(&format!(
+                "{AT} SELECT t.name AS grant_name, i.kind, i.target, i.secret, i.sealed, i.key_id, i.template,
+                        i.encoding, i.permissions_policy, i.mode, i.owner_policy, i.owner_value, i.group_policy,
+                        i.group_value
+                 FROM target t
+                 CROSS JOIN LATERAL jsonb_to_recordset(t.definition->'items') AS i (kind text, target text,
+                     secret text, sealed text, key_id text, template text, encoding text,
+                     permissions_policy text, mode text, owner_policy text, owner_value text,
+                     group_policy text, group_value text)
+                 WHERE t.object = 'grant' ORDER BY 1, 2, 3"
+            ))
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok((at, doc_from_rows(secrets, grants, items)?))
+        })
+        .await
+    }
 }

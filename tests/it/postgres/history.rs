@@ -352,3 +352,49 @@ fn pruning_keeps_every_generation_from_the_cut_off_restorable_and_refuses_older_
     env.envoi(&["db", "rollback", "--to", &cut.to_string()], b"").success();
     assert_eq!(answers(&env, &WORKLOADS), at_cut, "the cut-off's policy, exactly");
 }
+
+/// `envoi --config envoi.toml ARGS`, which must exit with `status`.
+#[track_caller]
+fn exits(env: &Env, args: &[&str], status: i32) -> crate::support::Ran {
+    let ran = env.envoi(args, b"");
+    assert_eq!(ran.code, Some(status), "expected exit {status}\n{ran}");
+    ran
+}
+
+/// `db diff GEN [GEN2]` shows what a range of generations changed as `envoi diff` shows
+/// two policies, never a value; exit 0 for no change, 1 for a change, 2 for a generation
+/// the history does not hold.
+#[test]
+fn db_diff_shows_what_a_range_of_generations_changed_without_a_value() {
+    let Some((db, env)) = migrated("db_diff_shows_a_range") else {
+        return;
+    };
+    env.put("s1", "first-plaintext-q1");
+    env.envoi(&["grant", "add", "a", "--project", "p", "--env", "K=s1"], b"")
+        .success();
+    let from = db.int("SELECT generation FROM envoi_policy_state");
+    env.put("s1", "second-plaintext-q2");
+    env.put("s2", "third-plaintext-q3");
+    env.envoi(&["grant", "add", "b", "--project", "q", "--env", "L=s2"], b"")
+        .success();
+    let to = db.int("SELECT generation FROM envoi_policy_state");
+
+    let ran = exits(&env, &["db", "diff", &from.to_string()], 1);
+    assert!(ran.stdout.contains("+ grant `b`"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("~ grant `a`"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("ENV K: value changed"), "{}", ran.stdout);
+    let json = exits(
+        &env,
+        &["db", "diff", &from.to_string(), &to.to_string(), "--format", "json"],
+        1,
+    );
+    let parsed: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", json.stdout));
+    assert_eq!(parsed["changed"], true, "{parsed}");
+    for output in [&ran.stdout, &ran.stderr, &json.stdout] {
+        for value in ["first-plaintext-q1", "second-plaintext-q2", "third-plaintext-q3"] {
+            assert!(!output.contains(value), "a value in the output: {output}");
+        }
+    }
+    exits(&env, &["db", "diff", &to.to_string(), &to.to_string()], 0);
+    exits(&env, &["db", "diff", "999999"], 2).stderr_names("not in the history");
+}
