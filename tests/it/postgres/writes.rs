@@ -169,3 +169,44 @@ fn grant_put_creates_then_replaces_in_one_change() {
         ["s2"]
     );
 }
+
+/// Twenty writers at once, each valid: every change lands, each in a generation of its
+/// own, and the history records each one.
+#[test]
+fn concurrent_writers_lose_no_change() {
+    let Some((db, env)) = migrated("concurrent_writers_lose_no_change") else {
+        return;
+    };
+    env.put("shared", "value");
+    let before = db.int("SELECT generation FROM envoi_policy_state");
+    let env = std::sync::Arc::new(env);
+    let writers: Vec<_> = (0..20)
+        .map(|n| {
+            let env = env.clone();
+            std::thread::spawn(move || {
+                if n % 2 == 0 {
+                    let name = format!("g{n}");
+                    let project = format!("p{n}");
+                    env.envoi(
+                        &["grant", "add", &name, "--project", &project, "--env", "K=shared"],
+                        b"",
+                    )
+                } else {
+                    env.envoi(&["secret", "put", &format!("s{n}")], format!("v{n}").as_bytes())
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("a writer").success();
+    }
+    assert_eq!(db.int("SELECT generation FROM envoi_policy_state"), before + 20);
+    assert_eq!(db.int("SELECT count(*) FROM envoi_grants"), 10);
+    assert_eq!(db.int("SELECT count(*) FROM envoi_secrets"), 11);
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM envoi_changes WHERE generation > {before}"
+        )),
+        20
+    );
+}
