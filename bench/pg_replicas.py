@@ -20,6 +20,7 @@ CHANGES = int(os.environ.get("CHANGES", "50"))
 RATE = float(os.environ.get("RATE", "20"))
 SECONDS = float(os.environ.get("SECONDS_SUSTAINED", os.environ.get("SECONDS", "30")))
 PORTS = (18481, 18482)
+LOAD_PAUSE = float(os.environ.get("LOAD_PAUSE_MS", "5")) / 1000
 
 
 def envoi(*args, stdin=b""):
@@ -40,10 +41,13 @@ def token(project, kind, oid):
 
 class Replica:
     def __init__(self, port):
-        env = dict(os.environ, ENVOI__SERVER__LISTEN="127.0.0.1:%d" % port, ENVOI__LOG__LEVEL="warn")
+        env = dict(os.environ, ENVOI__SERVER__LISTEN="127.0.0.1:%d" % port,
+                   ENVOI__LOG__LEVEL=os.environ.get("REPLICA_LOG_LEVEL", "warn"))
         self.port = port
+        log = os.environ.get("REPLICA_LOGS")
+        self.log = open("%s/replica-%d.log" % (log, port), "w") if log else subprocess.DEVNULL
         self.process = subprocess.Popen([ENVOI, "--config", CONFIG, "serve"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
         self.conn = None
 
     def get(self, path, bearer=None):
@@ -153,6 +157,9 @@ def main():
             replica.port, replica.conn = PORTS[n], None
             k = 0
             while not stop.is_set():
+                # A steady stream (LOAD_PAUSE_MS between requests, 5 by default), not a
+                # flood: the writers' processes need the machine's two cores too.
+                time.sleep(LOAD_PAUSE)
                 status, _ = replica.get("/", tokens[k % 50])
                 k += 1
                 if status == 200:
@@ -176,14 +183,19 @@ def main():
             last[p] = value
             running.append(subprocess.Popen([ENVOI, "--config", CONFIG, "secret", "put", "p%d_api_key" % p],
                                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL))
+                                            stderr=subprocess.PIPE))
             running[-1].stdin.write(value.encode())
             running[-1].stdin.close()
+        errors = {}
         for process in running:
+            err = process.stderr.read().decode(errors="replace").strip()
             if process.wait() != 0:
                 refused += 1
+                errors[err] = errors.get(err, 0) + 1
         all_committed = time.monotonic()
         print("  %d changes written in %.1f s (%d failed)" % (total, all_committed - began, refused))
+        for err, times in sorted(errors.items(), key=lambda e: -e[1])[:3]:
+            print("    %d× %s" % (times, err[:300]))
         # Two changes of one secret are 50 changes (2.5 s) apart: they commit in order.
         deadline = time.monotonic() + 10
         visible = [False, False]

@@ -63,7 +63,7 @@ const STILL_AWAY_EVERY: Duration = Duration::from_secs(30);
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// After a notification, how long a burst of changes may take to settle before one load.
-const SETTLE: Duration = Duration::from_millis(50);
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// Server sides of connections given up on, remembered to be ended: a bound, for a
 /// network that comes and goes for long.
@@ -273,35 +273,43 @@ impl Replica {
                 return Ok(());
             }
             // Replaced while reading: again, on the new session.
+            let started = Instant::now();
             let Some(loaded) = self.load(session).await else {
                 continue;
             };
             return match loaded {
                 Ok(caught) => {
                     let generation = caught.generation;
-                    let policy = caught.policy;
-                    match &caught.patched {
-                        Some(changed) => tracing::info!(
-                            generation,
-                            from = self.served.unwrap_or_default(),
-                            grants = policy.grant_count(),
-                            secrets = policy.secret_count(),
-                            changed_grants = %names(&changed.grants),
-                            changed_secrets = %names(&changed.secrets),
-                            "policy patched from postgres"
-                        ),
-                        None => tracing::info!(
-                            generation,
-                            grants = policy.grant_count(),
-                            secrets = policy.secret_count(),
-                            "policy loaded from postgres"
-                        ),
-                    }
+                    let (grants, secrets) = (caught.policy.grant_count(), caught.policy.secret_count());
+                    let read_ms = started.elapsed().as_millis() as u64;
                     self.refused = None;
                     // Installing waits for requests to let go of the old snapshot: off this
                     // thread, which also handles signals.
                     let holder = self.holder.clone();
+                    let policy = caught.policy;
                     let _ = tokio::task::spawn_blocking(move || holder.install(policy)).await;
+                    let took_ms = started.elapsed().as_millis() as u64;
+                    match &caught.patched {
+                        Some(changed) => tracing::info!(
+                            generation,
+                            from = self.served.unwrap_or_default(),
+                            grants,
+                            secrets,
+                            changed_grants = %names(&changed.grants),
+                            changed_secrets = %names(&changed.secrets),
+                            read_ms,
+                            took_ms,
+                            "policy patched from postgres"
+                        ),
+                        None => tracing::info!(
+                            generation,
+                            grants,
+                            secrets,
+                            read_ms,
+                            took_ms,
+                            "policy loaded from postgres"
+                        ),
+                    }
                     self.served = Some(generation);
                     Ok(())
                 }
