@@ -2,6 +2,7 @@
 //! scratch folder with a clean environment, as an operator or the platform would.
 
 mod check;
+mod completions;
 mod environment;
 mod explain;
 mod fetch;
