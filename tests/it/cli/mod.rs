@@ -4,6 +4,7 @@
 mod check;
 mod completions;
 mod environment;
+mod exit_status;
 mod explain;
 mod fetch;
 mod help;
