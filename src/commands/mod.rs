@@ -17,6 +17,7 @@ use crate::serve::Assembly;
 
 mod fetch;
 mod pg;
+mod progress;
 mod run;
 use crate::store::toml::TomlStore;
 use crate::store::PolicySource;

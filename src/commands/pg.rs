@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::progress::Progress;
 use super::{init_quiet_logs, CommandError};
 use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, OutputFormat, SecretCommand};
 use crate::config::Settings;
@@ -54,9 +55,13 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 // The file must load as a TOML policy first: the same checks, the same messages.
                 // The compiled policy is dropped before the files are parsed again for the
                 // import, so that the two never take memory at once.
+                let progress = Progress::start(&format!("checking {}", path.display()));
                 crate::policy::Loader::new(&settings.keyring()?).load_path(&path)?;
+                progress.phase(&format!("reading {}", path.display()));
                 let files = crate::policy::parse_path(&path)?;
+                progress.phase("importing: comparing with the tables, writing what differs, checking the result");
                 let report = store.import(files, &postgres::actor("import")).await?;
+                drop(progress);
                 println!(
                     "imported {}: {} secret(s) written, {} removed; {} grant(s) written, {} removed; {} unchanged",
                     path.display(),
@@ -71,7 +76,12 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 let (gone, from) = store.compact_history().await?;
                 println!("compacted {gone} history entries; every generation from {from} on can be rolled back to");
             }
-            DbCommand::Export => print!("{}", store.export().await?),
+            DbCommand::Export => {
+                let progress = Progress::start("reading the policy from the database");
+                let text = store.export().await?;
+                drop(progress);
+                print!("{text}");
+            }
             DbCommand::Rollback { to } => {
                 let report = store.rollback(to, &postgres::actor("rollback")).await?;
                 println!(

@@ -13,6 +13,7 @@ mod history;
 mod import;
 mod outage;
 mod patches;
+mod progress;
 mod proxy;
 mod replicas;
 mod writes;
