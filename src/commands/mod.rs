@@ -107,6 +107,9 @@ fn source(settings: &Settings) -> Result<PolicySource, CommandError> {
 fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     init_logs(&settings)?;
+    for weak in settings.weak_settings() {
+        tracing::warn!("weak setting: {weak}");
+    }
     let keys = settings.signing_keys()?;
     Assembly::new(&settings, &keys, source(&settings)?)?.run(|_| Ok(()))?;
     Ok(())
@@ -167,6 +170,9 @@ fn check(config: Option<&Path>) -> Result<(), CommandError> {
     let (Some(keys), Some((policy, place)), true) = (keys, loaded, problems.is_empty()) else {
         return Err(CommandError::Other(problems.join("\nerror: ")));
     };
+    for weak in settings.weak_settings() {
+        eprintln!("warning: weak setting: {weak}");
+    }
     for warning in policy.warnings() {
         eprintln!("warning: {warning}");
     }

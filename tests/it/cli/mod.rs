@@ -20,3 +20,4 @@ mod serve;
 mod settings;
 mod tls;
 mod token;
+mod weak_settings;
