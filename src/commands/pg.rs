@@ -37,6 +37,19 @@ pub(super) fn block_on<T>(work: impl std::future::Future<Output = Result<T, Comm
         .block_on(work)
 }
 
+/// `block_on` for work on `store`, with a missing connection's cause found and named.
+fn on_store(
+    store: &PgStore,
+    work: impl std::future::Future<Output = Result<(), CommandError>>,
+) -> Result<(), CommandError> {
+    block_on(async {
+        match work.await {
+            Err(CommandError::Store(e)) => Err(CommandError::Store(store.explain(e).await)),
+            done => done,
+        }
+    })
+}
+
 fn settings(config: Option<&Path>) -> Result<Settings, CommandError> {
     init_quiet_logs();
     Ok(Settings::load(config)?)
@@ -45,7 +58,7 @@ fn settings(config: Option<&Path>) -> Result<Settings, CommandError> {
 pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             DbCommand::Migrate => {
                 store.migrate().await?;
@@ -120,7 +133,7 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
 pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             SecretCommand::Put {
                 name,
@@ -144,11 +157,13 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
                 println!("secret `{name}` stored, version {version}");
             }
             SecretCommand::Ls => {
+                // Read first: a command that fails prints nothing on standard output.
+                let secrets = store.list_secrets().await?;
                 println!(
                     "{:<32} {:<8} {:<10} {:>7}  {:<20}  UPDATED BY",
                     "NAME", "KIND", "KEY", "VERSION", "UPDATED"
                 );
-                for s in store.list_secrets().await? {
+                for s in secrets {
                     println!(
                         "{:<32} {:<8} {:<10} {:>7}  {:<20}  {}",
                         s.name,
@@ -173,7 +188,7 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
 pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             GrantCommand::Add(args) => {
                 let name = args.name.clone();

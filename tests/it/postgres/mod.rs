@@ -9,6 +9,7 @@
 mod cli;
 mod db;
 mod env;
+mod errors;
 mod history;
 mod import;
 mod outage;
