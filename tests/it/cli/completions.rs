@@ -14,6 +14,25 @@ fn the_bash_completion_script_completes_every_subcommand() {
     }
     // Nested commands and their flags too.
     ran.stdout_names("rollback").stdout_names("--show-values");
+
+    // And bash, given the script, completes `envoi db im` to `envoi db import`.
+    let script = ws.write("envoi.bash", &ran.stdout);
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source \"$1\"; COMP_WORDS=(envoi db im); COMP_CWORD=2; COMP_LINE='envoi db im'; \
+             COMP_POINT=${#COMP_LINE}; _envoi envoi im db; echo \"${COMPREPLY[*]}\"",
+        )
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert_eq!(
+        String::from_utf8_lossy(&completed.stdout).trim(),
+        "import",
+        "{}",
+        String::from_utf8_lossy(&completed.stderr)
+    );
 }
 
 #[test]
