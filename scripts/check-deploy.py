@@ -17,10 +17,11 @@
    - TOML variant: two replicas; GET / with a token; a ConfigMap update and a Secret
      update (swapped in through `..data`, as the kubelet does) are served within 3 s;
      a broken policy leaves the last good one serving; SIGTERM ends them with 0.
-   - Postgres variant, only with --database-url (a scratch database: its envoi tables
-     are replaced): the migration Job, the import Job (on the TOML variant's example
-     policy ConfigMap and app Secret), again (nothing changes), two replicas, GET / on
-     both, `envoi secret put` seen by both within 2 s, SIGTERM.
+   - Postgres variant, only with --database-url (a scratch database, which must exist:
+     `createdb envoi_scratch`; its envoi tables are replaced): the migration Job, the
+     import Job (on the TOML variant's example policy ConfigMap and app Secret), again
+     (nothing changes), two replicas, GET / on both, `envoi secret put` seen by both
+     within 2 s, SIGTERM.
 
 What it does not check: the Kubernetes API's own validation (no kubectl here), the image
 (scripts/docker-steps.sh), the kubelet's timing, probes as the kubelet runs them, and the
@@ -488,9 +489,16 @@ def default_envoi():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envoi", default=default_envoi(), help="the envoi binary (default: the newest build under target/)")
-    parser.add_argument("--database-url", help="a scratch Postgres database for the Postgres variant; its envoi tables are replaced")
+    parser.add_argument("--database-url", help="a scratch Postgres database for the Postgres variant, which must exist (createdb); its envoi tables are replaced")
     parser.add_argument("--static-only", action="store_true")
     args = parser.parse_args()
+    # The pods run with "/" as their working directory: a relative --envoi (as in
+    # `--envoi target/release/envoi`) is taken from where the script was started, and a
+    # bare name from PATH.
+    if args.envoi:
+        args.envoi = shutil.which(args.envoi) if os.sep not in args.envoi else os.path.abspath(args.envoi)
+        if not args.envoi:
+            sys.exit("--envoi: no such program on PATH")
 
     k8s, toml_file = load(K8S), load(TOML_VARIANT)
     step("parsing")

@@ -491,7 +491,7 @@ for run in "${FINAL_RUN[@]}"; do
   done
   if grep -q 'apt-get' <<<"$run"; then echo "    note: the final stage runs apt-get (unproven here)"; fi
   if grep -q -- "--uid $RUN_UID" <<<"$run" && grep -q -- "--gid $RUN_GID" <<<"$run"; then
-    ok "the final stage's useradd/groupadd create uid $RUN_UID / gid $RUN_GID, the numeric USER"
+    ok "the final stage's RUN names uid $RUN_UID / gid $RUN_GID for groupadd/useradd, the numeric USER (read, not run)"
   fi
 done
 

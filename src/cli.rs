@@ -6,9 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "envoi", version, about = "A self-hosted secret source for PaaS workloads")]
+#[command(
+    name = "envoi",
+    version,
+    about = "A self-hosted secret source for PaaS workloads",
+    after_help = EXIT_STATUS
+)]
 pub struct Cli {
-    /// A configuration file layered over the built-in defaults.
+    /// A configuration file layered over the built-in defaults. Every command that reads
+    /// settings takes it; `keygen`, `completions` and `man` read none and refuse it.
     #[arg(long, global = true, value_name = "FILE", env = "ENVOI_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -16,9 +22,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The exit statuses, the same for every command (README, "Exit status").
+pub const EXIT_STATUS: &str = "\
+Exit status: 0 success; 1 the command failed (`error: ...` names why); 2 a usage error \
+(an unknown flag, a missing argument). `envoi run` exits with its COMMAND's status.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the secret source protocol.
+    #[command(after_help = "Examples:
+  envoi serve --config /etc/envoi/envoi.toml
+  envoi serve --dev                  # a local demo with the example policy")]
     Serve(ServeArgs),
     /// Load the configuration and the policy as `serve` would, and report every problem
     /// and every lint warning.
@@ -32,11 +46,19 @@ pub enum Command {
     /// Mint a token for a workload, signed with the first configured key (for tests).
     Token(TokenArgs),
     /// Print a new master key for sealing (its id, then the key alone on the last line).
+    /// Reads no configuration, so it refuses `--config`.
+    #[command(after_help = "Examples:
+  envoi keygen | tail -n 1 > master.key && chmod 0400 master.key")]
     Keygen,
     /// Seal a value read from standard input for the secret NAME, with the newest master key.
+    #[command(after_help = "Examples:
+  echo -n 'sk_live_...' | envoi seal --config envoi.toml --name stripe_key
+  envoi seal --name tls_key --raw < key.pem")]
     Seal(SealArgs),
     /// Re-seal every sealed value of the policy under the newest master key, in place,
     /// keeping comments and order.
+    #[command(after_help = "Examples:
+  envoi reseal --config envoi.toml && envoi check --config envoi.toml")]
     Reseal,
     /// Ask an envoi (or any server that speaks the protocol) for a workload's answer, as
     /// the platform would, and print it. FILE items are not written.
@@ -44,6 +66,11 @@ pub enum Command {
     /// Fetch a workload's answer, write its FILE items and run COMMAND with its ENV items
     /// added. Exit status: COMMAND's (128 + N when a signal N ended it); 1 when envoi
     /// failed before COMMAND started (nothing is started then); 2 for a usage error.
+    #[command(after_help = "Examples:
+  envoi run --url https://envoi.internal:8443/ --token-file /run/secrets/envoi-token \\
+    --root /run/app -- /usr/local/bin/server --port 8000
+  envoi run --url http://127.0.0.1:8080/ --config envoi.toml \\
+    --project billing --type service --id api --redact --watch 5m -- ./server")]
     Run(RunArgs),
     /// Postgres store: schema and bulk import/export.
     #[command(subcommand)]
@@ -54,14 +81,39 @@ pub enum Command {
     /// Postgres store: grants.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Print a completion script for SHELL on standard output.
+    #[command(after_help = "Examples:
+  envoi completions bash > /etc/bash_completion.d/envoi
+  envoi completions zsh > \"${fpath[1]}/_envoi\"
+  envoi completions fish > ~/.config/fish/completions/envoi.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page envoi(1) as roff, or write one page per command into DIR.
+    #[command(after_help = "Examples:
+  envoi man | man -l -
+  envoi man --dir /usr/local/share/man/man1")]
+    Man {
+        /// Write envoi.1 and a page per subcommand (envoi-serve.1, envoi-db-import.1...)
+        /// into this folder instead of printing envoi.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Apply the embedded migrations.
+    #[command(after_help = "Examples:
+  DATABASE_URL=postgres://envoi@db:5432/envoi envoi db migrate")]
     Migrate,
     /// Make the database hold exactly this TOML policy (a file or a folder); values are
     /// sealed on the way in. Importing the same policy twice changes nothing.
+    #[command(after_help = "Examples:
+  envoi db import --config envoi.toml policy/
+  envoi db export > policy.toml && envoi db import policy.toml   # re-seal under the newest key")]
     Import {
         /// The policy file or folder.
         path: PathBuf,
@@ -79,6 +131,9 @@ pub enum DbCommand {
     },
     /// Restore the secrets and grants as they were at generation GEN, in one change,
     /// checked like any other; sealed values are restored as they were sealed.
+    #[command(after_help = "Examples:
+  envoi db history --name db_password
+  envoi db rollback --to 41")]
     Rollback {
         /// The generation to restore (see `db history`).
         #[arg(long, value_name = "GEN")]
@@ -101,6 +156,8 @@ pub enum DbCommand {
     /// Compact the history older than both `store.history_keep_changes` changes and
     /// `store.history_keep_days` days (every hundredth change also does): every generation
     /// after the cut-off can still be rolled back to.
+    #[command(after_help = "Examples:
+  ENVOI__STORE__HISTORY_KEEP_DAYS=30 envoi db prune --config envoi.toml")]
     Prune,
 }
 
@@ -114,7 +171,11 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Seal and store a secret's value, read from standard input or --file (never argv).
+    #[command(after_help = "Examples:
+  echo -n 's3cret' | envoi secret put db_password
+  envoi secret put tls_key --file key.pem")]
     Put {
+        /// The secret's name: letters, digits, `_`, `-` and `.`.
         name: String,
         /// Read the value from this file instead of standard input.
         #[arg(long, value_name = "FILE")]
@@ -135,14 +196,26 @@ pub enum SecretCommand {
         format: OutputFormat,
     },
     /// Remove a secret; refused while a grant or template names it.
-    Rm { name: String },
+    #[command(after_help = "Examples:
+  envoi secret rm db_password")]
+    Rm {
+        /// The secret's name, as `secret ls` shows it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GrantCommand {
     /// Add a grant: a selector and what it gives.
+    #[command(after_help = "Examples:
+  envoi grant add billing-api --project billing --type service --id api \\
+    --env DB_PASSWORD=db_password \\
+    --file /etc/billing/db_password=db_password,mode=0400,owner=app")]
     Add(GrantAddArgs),
     /// Create or replace a grant in one change: replicas never serve a moment without it.
+    #[command(after_help = "Examples:
+  envoi grant put billing-api --project billing --type service --id api \\
+    --env DB_PASSWORD=db_password_v2   # the whole grant, replaced in one change")]
     Put(GrantAddArgs),
     /// List grants with their selectors and items.
     Ls {
@@ -151,7 +224,12 @@ pub enum GrantCommand {
         format: OutputFormat,
     },
     /// Remove a grant.
-    Rm { name: String },
+    #[command(after_help = "Examples:
+  envoi grant rm billing-api")]
+    Rm {
+        /// The grant's name, as `grant ls` shows it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -360,4 +438,72 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         return Err("a duration must be longer than 0".into());
     }
     number.checked_mul(scale).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every subcommand, with its path (`envoi db import`).
+    fn every_command() -> Vec<(String, clap::Command)> {
+        let mut all = Vec::new();
+        let mut todo = vec![("envoi".to_owned(), super::Cli::command())];
+        while let Some((path, command)) = todo.pop() {
+            for sub in command.get_subcommands() {
+                todo.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+            all.push((path, command));
+        }
+        all
+    }
+
+    #[test]
+    fn every_command_and_every_argument_says_what_it_is() {
+        for (path, command) in every_command() {
+            assert!(command.get_about().is_some(), "`{path}` has no description");
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`{path}`: the argument `{id}` has no help"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_that_changes_something_shows_examples() {
+        let changing = [
+            "envoi serve",
+            "envoi seal",
+            "envoi keygen",
+            "envoi reseal",
+            "envoi run",
+            "envoi secret put",
+            "envoi secret rm",
+            "envoi grant add",
+            "envoi grant put",
+            "envoi grant rm",
+            "envoi db import",
+            "envoi db migrate",
+            "envoi db rollback",
+            "envoi db prune",
+        ];
+        let all = every_command();
+        for name in changing {
+            let (_, command) = all
+                .iter()
+                .find(|(path, _)| path == name)
+                .unwrap_or_else(|| panic!("no command `{name}`"));
+            let examples = command.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            let leaf = name.trim_start_matches("envoi ");
+            assert!(
+                examples.starts_with("Examples:") && examples.contains(&format!("envoi {leaf}")),
+                "`{name} --help` shows no example of itself:\n{examples}"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ use crate::auth::{SigningKey, TokenRules};
 use crate::seal::{Keyring, MasterKey};
 
 mod layers;
+mod weak;
 
 /// The checked-in defaults, which also document every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");

@@ -3,11 +3,11 @@
 
 use std::io::Write as _;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use envoi::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // `run` keeps it ignored too: as its command's parent (--redact), a reader that goes
     // away must not end envoi and orphan the command; its children get the default back.
     if !matches!(&cli.command, Command::Serve(args) if !args.dev) && !matches!(&cli.command, Command::Run(_)) {
@@ -25,6 +25,32 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(error.status())
         }
     }
+}
+
+/// The command line, or clap's usage error (exit 2). The commands that read no settings
+/// refuse a `--config` given on their command line rather than ignore it: a key made
+/// "with" a config it never read would surprise. `ENVOI_CONFIG` stays allowed there, as
+/// a shell may export it for every command.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let reads_no_settings = match &cli.command {
+        Command::Keygen => Some("keygen"),
+        Command::Completions { .. } => Some("completions"),
+        Command::Man { .. } => Some("man"),
+        _ => None,
+    };
+    if let Some(name) = reads_no_settings {
+        if matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine) {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`envoi {name}` reads no configuration; leave out --config"),
+                )
+                .exit();
+        }
+    }
+    cli
 }
 
 /// Rust starts every program with SIGPIPE ignored, so that a write to a pipe whose reader

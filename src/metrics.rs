@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::auth::AuthError;
 use crate::store::PolicyHolder;
 
+mod process;
+
 /// Statuses counted by name; anything else goes to `other`.
 const STATUSES: [u16; 10] = [200, 400, 401, 404, 405, 408, 413, 429, 431, 503];
 /// Latency histogram bounds, in seconds.
@@ -30,27 +32,72 @@ const REASONS: [AuthError; 11] = [
     AuthError::RateLimited,
 ];
 
-/// One worker's counters. Written by that worker only.
+/// The routes counted apart, so that the protocol's error rate is not diluted by probes
+/// and scrapes. The label's values are fixed: a path never becomes a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`, the protocol.
+    Secrets,
+    /// `/healthz` and `/readyz`.
+    Health,
+    /// `/metrics`.
+    Metrics,
+    /// Any other path (a `404`).
+    Other,
+}
+
+impl Route {
+    const ALL: [Route; 4] = [Route::Secrets, Route::Health, Route::Metrics, Route::Other];
+
+    /// The route of a request path: a comparison of bytes, no allocation.
+    pub fn of_path(path: &str) -> Self {
+        match path {
+            "/" => Self::Secrets,
+            "/healthz" | "/readyz" => Self::Health,
+            "/metrics" => Self::Metrics,
+            _ => Self::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Secrets => "/",
+            Self::Health => "health",
+            Self::Metrics => "metrics",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One route's counters in one worker.
 #[derive(Debug, Default)]
-pub struct WorkerMetrics {
+struct RouteMetrics {
     statuses: [AtomicU64; STATUSES.len() + 1],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
+}
+
+/// One worker's counters. Written by that worker only.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    routes: [RouteMetrics; Route::ALL.len()],
     refusals: [AtomicU64; REASONS.len()],
 }
 
 impl WorkerMetrics {
-    /// Counts a finished request.
-    pub fn observe(&self, status: u16, elapsed: Duration) {
+    /// Counts a finished request: relaxed atomic adds, no lock, no allocation.
+    pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+        let counters = &self.routes[route as usize];
         let slot = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
-        self.statuses[slot].fetch_add(1, Relaxed);
+        counters.statuses[slot].fetch_add(1, Relaxed);
         let seconds = elapsed.as_secs_f64();
         if let Some(bucket) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.buckets[bucket].fetch_add(1, Relaxed);
+            counters.buckets[bucket].fetch_add(1, Relaxed);
         }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_nanos
+        counters.latency_count.fetch_add(1, Relaxed);
+        counters
+            .latency_sum_nanos
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
@@ -100,35 +147,8 @@ impl Registry {
     pub fn render(&self) -> String {
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-        let mut out = String::with_capacity(4096);
-
-        out.push_str(
-            "# HELP envoi_requests_total HTTP requests answered, by status.\n# TYPE envoi_requests_total counter\n",
-        );
-        for (n, status) in STATUSES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "envoi_requests_total{{status=\"{status}\"}} {}",
-                sum(&|w| w.statuses[n].load(Relaxed))
-            );
-        }
-        let other = sum(&|w| w.statuses[STATUSES.len()].load(Relaxed));
-        let _ = writeln!(out, "envoi_requests_total{{status=\"other\"}} {other}");
-
-        out.push_str("# HELP envoi_request_duration_seconds Time to answer a request.\n# TYPE envoi_request_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (n, bound) in BUCKETS.iter().enumerate() {
-            cumulative += sum(&|w| w.buckets[n].load(Relaxed));
-            let _ = writeln!(
-                out,
-                "envoi_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = sum(&|w| w.latency_count.load(Relaxed));
-        let _ = writeln!(out, "envoi_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let nanos = sum(&|w| w.latency_sum_nanos.load(Relaxed));
-        let _ = writeln!(out, "envoi_request_duration_seconds_sum {}", nanos as f64 / 1e9);
-        let _ = writeln!(out, "envoi_request_duration_seconds_count {count}");
+        let mut out = String::with_capacity(16384);
+        render_requests(&mut out, &workers);
 
         out.push_str("# HELP envoi_token_refusals_total Requests refused at authentication, by reason.\n# TYPE envoi_token_refusals_total counter\n");
         for (n, reason) in REASONS.iter().enumerate() {
@@ -160,12 +180,7 @@ impl Registry {
         );
         let staleness = self.policy.staleness();
         let _ = writeln!(out, "envoi_policy_ready {}", u8::from(staleness.is_some()));
-        out.push_str("# HELP envoi_policy_snapshot_age_seconds Time since the snapshot was last known current.\n# TYPE envoi_policy_snapshot_age_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "envoi_policy_snapshot_age_seconds {}",
-            staleness.map_or(-1.0, |a| a.as_secs_f64())
-        );
+        render_freshness(&mut out, &self.policy);
         out.push_str("# HELP envoi_policy_source_up Whether the policy's source (the database) answered when last asked.\n# TYPE envoi_policy_source_up gauge\n");
         let _ = writeln!(
             out,
@@ -179,6 +194,7 @@ impl Registry {
 
         out.push_str("# HELP envoi_build_info Build information.\n# TYPE envoi_build_info gauge\n");
         let _ = writeln!(out, "envoi_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        process::render(&mut out);
         out
     }
 }
@@ -191,4 +207,67 @@ pub fn render_verifications(out: &mut String, counts: impl Iterator<Item = u64>)
     for (position, count) in counts.enumerate() {
         let _ = writeln!(out, "envoi_token_verifications_total{{key=\"{position}\"}} {count}");
     }
+}
+
+/// `envoi_requests_total` and `envoi_request_duration_seconds`, by route.
+fn render_requests(out: &mut String, workers: &[Arc<WorkerMetrics>]) {
+    let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+    out.push_str(
+        "# HELP envoi_requests_total HTTP requests answered, by route and status.\n# TYPE envoi_requests_total counter\n",
+    );
+    for route in Route::ALL {
+        let at = route as usize;
+        let label = route.label();
+        for (n, status) in STATUSES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "envoi_requests_total{{route=\"{label}\",status=\"{status}\"}} {}",
+                sum(&|w| w.routes[at].statuses[n].load(Relaxed))
+            );
+        }
+        let other = sum(&|w| w.routes[at].statuses[STATUSES.len()].load(Relaxed));
+        let _ = writeln!(
+            out,
+            "envoi_requests_total{{route=\"{label}\",status=\"other\"}} {other}"
+        );
+    }
+
+    out.push_str("# HELP envoi_request_duration_seconds Time to answer a request, by route.\n# TYPE envoi_request_duration_seconds histogram\n");
+    for route in Route::ALL {
+        let at = route as usize;
+        let label = route.label();
+        let mut cumulative = 0;
+        for (n, bound) in BUCKETS.iter().enumerate() {
+            cumulative += sum(&|w| w.routes[at].buckets[n].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "envoi_request_duration_seconds_bucket{{route=\"{label}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = sum(&|w| w.routes[at].latency_count.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "envoi_request_duration_seconds_bucket{{route=\"{label}\",le=\"+Inf\"}} {count}"
+        );
+        let nanos = sum(&|w| w.routes[at].latency_sum_nanos.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "envoi_request_duration_seconds_sum{{route=\"{label}\"}} {}",
+            nanos as f64 / 1e9
+        );
+        let _ = writeln!(out, "envoi_request_duration_seconds_count{{route=\"{label}\"}} {count}");
+    }
+}
+
+/// When the snapshot was last known current, as a timestamp (Prometheus' convention for
+/// "last success": `time() - …` is its age), and its age; both absent before the first
+/// snapshot, rather than a sentinel value.
+fn render_freshness(out: &mut String, policy: &PolicyHolder) {
+    let (Some(at), Some(age)) = (policy.fresh_at(), policy.staleness()) else {
+        return;
+    };
+    out.push_str("# HELP envoi_policy_last_success_timestamp_seconds When the snapshot was last loaded or confirmed current against its source (Unix time).\n# TYPE envoi_policy_last_success_timestamp_seconds gauge\n");
+    let _ = writeln!(out, "envoi_policy_last_success_timestamp_seconds {at}");
+    out.push_str("# HELP envoi_policy_snapshot_age_seconds Time since the snapshot was last known current.\n# TYPE envoi_policy_snapshot_age_seconds gauge\n");
+    let _ = writeln!(out, "envoi_policy_snapshot_age_seconds {}", age.as_secs_f64());
 }

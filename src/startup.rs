@@ -15,7 +15,7 @@ use futures_util::future::{Either, FutureExt as _};
 
 use crate::config::{ConfigError, ServerSettings};
 use crate::http::{self, ApiError, AppState};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Route, WorkerMetrics};
 use crate::telemetry;
 use crate::tls::handshake::{self, HandshakeLimits, Handshakes};
 use crate::tls::CertStore;
@@ -266,6 +266,7 @@ impl Application {
                 .wrap_fn(move |req: ServiceRequest, service| {
                     let started = Instant::now();
                     let observe = observe.clone();
+                    let route = Route::of_path(req.path());
                     let answer = if let Some(refusal) = refuse(&req, max_header_bytes) {
                         if matches!(refusal, ApiError::BodyNotAllowed) {
                             state
@@ -284,7 +285,7 @@ impl Application {
                             let headers = response.headers_mut();
                             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                             headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                            observe.observe(response.status().as_u16(), started.elapsed());
+                            observe.observe(route, response.status().as_u16(), started.elapsed());
                         }
                         result
                     })

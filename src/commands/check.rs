@@ -25,7 +25,13 @@ struct CheckReport {
 pub(super) fn check(config: Option<&Path>, args: &CheckArgs) -> Result<(), CommandError> {
     init_quiet_logs();
     let report = match Settings::load(config) {
-        Ok(settings) => assess(&settings, args.strict),
+        Ok(settings) => {
+            // About the deployment, not the policy: told, never counted by --strict.
+            for weak in settings.weak_settings() {
+                eprintln!("warning: weak setting: {weak}");
+            }
+            assess(&settings, args.strict)
+        }
         Err(e) => CheckReport {
             errors: vec![e.to_string()],
             ..CheckReport::default()
@@ -85,7 +91,7 @@ fn assess(settings: &Settings, strict: bool) -> CheckReport {
         Ok((policy, place)) => {
             report.warnings.extend(policy.warnings().iter().cloned());
             report.warnings.extend(policy.lint());
-            report.grants = Some(IntoIterator::into_iter(policy.grants()).count());
+            report.grants = Some(policy.grant_count());
             report.secrets = Some(policy.secret_count());
             report.store = Some(place);
         }

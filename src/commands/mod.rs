@@ -21,6 +21,7 @@ mod explain;
 mod fetch;
 mod listing;
 mod pg;
+mod progress;
 mod reverse;
 mod run;
 use crate::store::toml::TomlStore;
@@ -90,6 +91,8 @@ pub fn run(cli: Cli) -> Result<u8, CommandError> {
         Command::Db(command) => pg::db(config, command),
         Command::Secret(command) => pg::secret(config, command),
         Command::Grant(command) => pg::grant(config, command),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { dir } => man(dir.as_deref()),
     };
     done.map(|()| 0)
 }
@@ -131,6 +134,9 @@ fn source(settings: &Settings) -> Result<PolicySource, CommandError> {
 fn serve(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     init_logs(&settings)?;
+    for weak in settings.weak_settings() {
+        tracing::warn!("weak setting: {weak}");
+    }
     let keys = settings.signing_keys()?;
     Assembly::new(&settings, &keys, source(&settings)?)?.run(|_| Ok(()))?;
     Ok(())
@@ -196,6 +202,33 @@ fn keygen() -> Result<(), CommandError> {
         key.id()
     );
     println!("{}", key.encode().as_str());
+    Ok(())
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<(), CommandError> {
+    use clap::CommandFactory as _;
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "envoi", &mut out);
+    out.flush().map_err(|e| CommandError::Other(e.to_string()))
+}
+
+/// envoi(1) on standard output, or every page written into `dir`: both made from the
+/// clap definitions, so the manual cannot drift from `--help`.
+fn man(dir: Option<&Path>) -> Result<(), CommandError> {
+    use clap::CommandFactory as _;
+    let command = Cli::command();
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout().lock();
+        return clap_mangen::Man::new(command)
+            .render(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| CommandError::Other(e.to_string()));
+    };
+    let cannot =
+        |e: std::io::Error| CommandError::Other(format!("cannot write the manual pages into {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    clap_mangen::generate_to(command, dir).map_err(cannot)?;
+    println!("manual pages written into {}", dir.display());
     Ok(())
 }
 

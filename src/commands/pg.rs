@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::progress::Progress;
 use super::{init_quiet_logs, CommandError};
 use crate::cli::{DbCommand, GrantAddArgs, GrantCommand, OutputFormat, SecretCommand};
 use crate::config::Settings;
@@ -36,6 +37,19 @@ pub(super) fn block_on<T>(work: impl std::future::Future<Output = Result<T, Comm
         .block_on(work)
 }
 
+/// `block_on` for work on `store`, with a missing connection's cause found and named.
+fn on_store(
+    store: &PgStore,
+    work: impl std::future::Future<Output = Result<(), CommandError>>,
+) -> Result<(), CommandError> {
+    block_on(async {
+        match work.await {
+            Err(CommandError::Store(e)) => Err(CommandError::Store(store.explain(e).await)),
+            done => done,
+        }
+    })
+}
+
 fn settings(config: Option<&Path>) -> Result<Settings, CommandError> {
     init_quiet_logs();
     Ok(Settings::load(config)?)
@@ -44,7 +58,7 @@ fn settings(config: Option<&Path>) -> Result<Settings, CommandError> {
 pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             DbCommand::Migrate => {
                 store.migrate().await?;
@@ -54,9 +68,13 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 // The file must load as a TOML policy first: the same checks, the same messages.
                 // The compiled policy is dropped before the files are parsed again for the
                 // import, so that the two never take memory at once.
+                let progress = Progress::start(&format!("checking {}", path.display()));
                 crate::policy::Loader::new(&settings.keyring()?).load_path(&path)?;
+                progress.phase(&format!("reading {}", path.display()));
                 let files = crate::policy::parse_path(&path)?;
+                progress.phase("importing: comparing with the tables, writing what differs, checking the result");
                 let report = store.import(files, &postgres::actor("import")).await?;
+                drop(progress);
                 println!(
                     "imported {}: {} secret(s) written, {} removed; {} grant(s) written, {} removed; {} unchanged",
                     path.display(),
@@ -89,7 +107,12 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 let (gone, from) = store.compact_history().await?;
                 println!("compacted {gone} history entries; every generation from {from} on can be rolled back to");
             }
-            DbCommand::Export => print!("{}", store.export().await?),
+            DbCommand::Export => {
+                let progress = Progress::start("reading the policy from the database");
+                let text = store.export().await?;
+                drop(progress);
+                print!("{text}");
+            }
             DbCommand::Rollback { to } => {
                 let report = store.rollback(to, &postgres::actor("rollback")).await?;
                 println!(
@@ -128,7 +151,7 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
 pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             SecretCommand::Put {
                 name,
@@ -155,11 +178,13 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
                 format: OutputFormat::Json,
             } => super::listing::print_secrets(&store.list_secrets().await?)?,
             SecretCommand::Ls { .. } => {
+                // Read first: a command that fails prints nothing on standard output.
+                let secrets = store.list_secrets().await?;
                 println!(
                     "{:<32} {:<8} {:<10} {:>7}  {:<20}  UPDATED BY",
                     "NAME", "KIND", "KEY", "VERSION", "UPDATED"
                 );
-                for s in store.list_secrets().await? {
+                for s in secrets {
                     println!(
                         "{:<32} {:<8} {:<10} {:>7}  {:<20}  {}",
                         s.name,
@@ -184,7 +209,7 @@ pub(super) fn secret(config: Option<&Path>, command: SecretCommand) -> Result<()
 pub(super) fn grant(config: Option<&Path>, command: GrantCommand) -> Result<(), CommandError> {
     let settings = settings(config)?;
     let store = store(&settings)?;
-    block_on(async move {
+    on_store(&store.clone(), async move {
         match command {
             GrantCommand::Add(args) => {
                 let name = args.name.clone();

@@ -95,6 +95,13 @@ impl PolicyHolder {
         ))
     }
 
+    /// When the snapshot was last known to be current (seconds since the Unix epoch);
+    /// `None` before the first.
+    pub fn fresh_at(&self) -> Option<u64> {
+        self.current.load().as_ref()?;
+        Some(self.fresh_at.load(Ordering::Relaxed))
+    }
+
     /// Records whether the source answers (the Postgres replica's sync says).
     pub fn set_source_reachable(&self, reachable: bool) {
         self.source_unreachable.store(!reachable, Ordering::Relaxed);

@@ -41,6 +41,17 @@ pub enum StoreError {
     Invalid(String),
     #[error("timed out talking to the database")]
     Timeout,
+    /// The pool gave up waiting for a connection; sqlx keeps no cause. `PgStore::explain`
+    /// finds it.
+    #[error("cannot reach the database: no connection could be opened in time")]
+    NoConnection,
+    /// A connection that could not be opened, with its cause (`PgStore::explain`).
+    #[error("cannot reach the database at {place}: {cause}")]
+    CannotConnect { place: String, cause: String },
+    /// The server answered the connection with a refusal (authentication, no such
+    /// database), as `PgStore::explain` found.
+    #[error("the database at {place} refused the connection: {cause}")]
+    ConnectionRefused { place: String, cause: String },
     /// A piece of work with a time bound of its own ran out of it; names the setting.
     #[error("{what} did not finish within {seconds} s; `{setting}` ({variable}) sets how long it may take")]
     OutOfTime {
@@ -55,10 +66,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // sqlx's messages name the server and the failing statement, never bound values.
         match e {
+            sqlx::Error::PoolTimedOut => Self::NoConnection,
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unreachable(e.to_string()),
             _ => Self::Database(e.to_string()),
@@ -70,13 +81,20 @@ impl StoreError {
     /// Whether the database (or the network to it) gave no answer at all, as opposed to
     /// an answer that is an error: the first is retried at once, the second with backoff.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable(_) | Self::Timeout)
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::Timeout | Self::NoConnection | Self::CannotConnect { .. }
+        )
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self::Database(e.to_string())
+        match e {
+            // No connection to run them on: the same as any other call's.
+            sqlx::migrate::MigrateError::Execute(e) if !matches!(e, sqlx::Error::Database(_)) => Self::from(e),
+            e => Self::Database(e.to_string()),
+        }
     }
 }
 

@@ -93,7 +93,14 @@ impl PolicySource {
                     .enable_all()
                     .build()
                     .map_err(SourceError::Thread)?;
-                Ok(runtime.block_on(source.store.load())?.1)
+                let store = &source.store;
+                let loaded = runtime.block_on(async {
+                    match store.load().await {
+                        Err(e) => Err(store.explain(e).await),
+                        done => done,
+                    }
+                });
+                Ok(loaded?.1)
             }
             Self::Fixed(policy) => Ok(policy),
         }

@@ -15,6 +15,8 @@ pub(super) struct SecretWrite<'a> {
     pub(super) name: &'a str,
     pub(super) sealed: Option<Sealed>,
     pub(super) template: Option<&'a str>,
+    /// A `value` literal (exported back as one).
+    pub(super) literal: bool,
 }
 
 /// A grant to write, with every one of its items.
@@ -57,19 +59,22 @@ pub(super) async fn upsert_secrets(tx: &mut Tx, secrets: &[SecretWrite<'_>], act
         let sealed: Vec<Option<&str>> = chunk.iter().map(|s| s.sealed.as_ref().map(|s| &*s.text)).collect();
         let key_ids: Vec<Option<&str>> = chunk.iter().map(|s| s.sealed.as_ref().map(|s| &*s.key_id)).collect();
         let templates: Vec<Option<&str>> = chunk.iter().map(|s| s.template).collect();
+        let literals: Vec<bool> = chunk.iter().map(|s| s.literal).collect();
         sqlx::query(
-            "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by)
-             SELECT name, sealed, key_id, template, $5
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS s (name, sealed, key_id, template)
+            "INSERT INTO envoi_secrets (name, sealed, key_id, template, literal, updated_by)
+             SELECT name, sealed, key_id, template, literal, $5
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::boolean[])
+                 AS s (name, sealed, key_id, template, literal)
              ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, key_id = EXCLUDED.key_id,
-                 template = EXCLUDED.template, version = envoi_secrets.version + 1, updated_at = now(),
-                 updated_by = EXCLUDED.updated_by",
+                 template = EXCLUDED.template, literal = EXCLUDED.literal,
+                 version = envoi_secrets.version + 1, updated_at = now(), updated_by = EXCLUDED.updated_by",
         )
         .bind(&names)
         .bind(&sealed)
         .bind(&key_ids)
         .bind(&templates)
         .bind(actor)
+        .bind(&literals)
         .execute(&mut **tx)
         .await
         .map_err(|e| constraint_message(e, "import: a secret"))?;
@@ -116,9 +121,9 @@ async fn insert_items(tx: &mut Tx, items: &[&ItemRow]) -> Result<(), StoreError>
     let optional = |f: fn(&ItemRow) -> &Option<String>| items.iter().map(|i| f(i).as_deref()).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO envoi_grant_items (grant_name, kind, target, secret, sealed, key_id, template, encoding,
-             permissions_policy, mode, owner_policy, owner_value, group_policy, group_value)
+             permissions_policy, mode, owner_policy, owner_value, group_policy, group_value, literal)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])",
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::boolean[])",
     )
     .bind(text(|i| &i.grant_name))
     .bind(text(|i| &i.kind))
@@ -134,6 +139,7 @@ async fn insert_items(tx: &mut Tx, items: &[&ItemRow]) -> Result<(), StoreError>
     .bind(optional(|i| &i.owner_value))
     .bind(optional(|i| &i.group_policy))
     .bind(optional(|i| &i.group_value))
+    .bind(items.iter().map(|i| i.literal).collect::<Vec<bool>>())
     .execute(&mut **tx)
     .await
     .map_err(|e| constraint_message(e, "import: a grant's item"))?;

@@ -151,9 +151,14 @@ impl PgStore {
         .await
     }
 
-    /// The policy as TOML, values sealed.
+    /// The policy as TOML: literals as literals, every other value sealed.
     pub async fn export(&self) -> Result<String, StoreError> {
-        let (_, doc) = self.read().await?;
+        let doc = self
+            .bounded(async {
+                let mut conn = self.pool.acquire().await?;
+                super::rows::read_export(&mut conn, &self.keyring).await
+            })
+            .await?;
         toml::to_string(&doc).map_err(|e| StoreError::Invalid(format!("cannot write TOML: {e}")))
     }
 

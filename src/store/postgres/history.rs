@@ -130,7 +130,8 @@ impl PgStore {
                     "{AT} INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by)
                      SELECT name, sealed, key_id, template, $2 FROM target WHERE object = 'secret'
                      ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, key_id = EXCLUDED.key_id,
-                         template = EXCLUDED.template, version = envoi_secrets.version + 1, updated_at = now(),
+                         template = EXCLUDED.template, literal = false,
+                         version = envoi_secrets.version + 1, updated_at = now(),
                          updated_by = EXCLUDED.updated_by
                      WHERE (envoi_secrets.sealed, envoi_secrets.template)
                          IS DISTINCT FROM (EXCLUDED.sealed, EXCLUDED.template)"

@@ -46,6 +46,7 @@ impl PgStore {
             for (name, spec) in file.doc.secrets {
                 let spec = spec.into_inner();
                 one_source(&spec).map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
+                let literal = spec.value.is_some();
                 let value = if let Some(template) = spec.template {
                     DesiredSecret::Template(template)
                 } else if let Some(sealed) = spec.sealed {
@@ -54,7 +55,7 @@ impl PgStore {
                     let plain = read_plain(&spec, file.base.as_deref())
                         .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?
                         .ok_or_else(|| StoreError::Invalid(format!("secret `{name}`: no value given")))?;
-                    DesiredSecret::Plain(plain)
+                    DesiredSecret::Plain(plain, literal)
                 };
                 if desired.secrets.insert(name.clone(), value).is_some() {
                     return Err(StoreError::Invalid(format!("secret `{name}` is defined twice")));
@@ -119,7 +120,8 @@ struct Desired {
 }
 
 enum DesiredSecret {
-    Plain(crate::policy::SecretBytes),
+    /// The plaintext, and whether it is a `value` literal.
+    Plain(crate::policy::SecretBytes, bool),
     Sealed(String),
     Template(String),
 }
@@ -178,11 +180,12 @@ async fn apply_import(
         let newest = |sealed: &str| Keyring::key_id(sealed).ok() == keyring.newest_id();
         let unchanged = match (want, current) {
             (DesiredSecret::Template(t), Some(row)) => row.template.as_deref() == Some(t.as_str()),
-            (DesiredSecret::Sealed(s), Some(SecretRow { sealed: Some(have), .. })) => {
-                newest(have) && (have == s || opens_same(keyring, name, have, s))
+            // A literal that became a sealed value is rewritten: it is no literal now.
+            (DesiredSecret::Sealed(s), Some(row @ SecretRow { sealed: Some(have), .. })) => {
+                !row.literal && newest(have) && (have == s || opens_same(keyring, name, have, s))
             }
-            (DesiredSecret::Plain(plain), Some(SecretRow { sealed: Some(have), .. })) => {
-                newest(have) && keyring.open(name, have).is_ok_and(|v| v == *plain)
+            (DesiredSecret::Plain(plain, literal), Some(row @ SecretRow { sealed: Some(have), .. })) => {
+                row.literal == *literal && newest(have) && keyring.open(name, have).is_ok_and(|v| v == *plain)
             }
             _ => false,
         };
@@ -198,9 +201,15 @@ async fn apply_import(
                     .map_err(|e| StoreError::Invalid(format!("secret `{name}`: {e}")))?;
                 (Some(Sealed::new(keyring, name, plain.expose())?), None)
             }
-            DesiredSecret::Plain(plain) => (Some(Sealed::new(keyring, name, plain.expose())?), None),
+            DesiredSecret::Plain(plain, _) => (Some(Sealed::new(keyring, name, plain.expose())?), None),
         };
-        secret_writes.push(SecretWrite { name, sealed, template });
+        let literal = matches!(want, DesiredSecret::Plain(_, true));
+        secret_writes.push(SecretWrite {
+            name,
+            sealed,
+            template,
+            literal,
+        });
     }
     report.secrets_written = secret_writes.len();
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::Connection as _;
 use sqlx::{Postgres, Transaction};
 
 use super::rows::{read_doc, read_on};
@@ -109,6 +110,43 @@ impl PgStore {
         tokio::time::timeout(self.statement_timeout + Duration::from_secs(2), work)
             .await
             .map_err(|_| StoreError::Timeout)?
+    }
+
+    /// `error` with the database's place and the cause named, for a command's message.
+    /// sqlx's pool says only that it "timed out while waiting for an open connection":
+    /// then one direct connection attempt, bounded by `store.connect_timeout_seconds`,
+    /// finds why (refused, a host name that does not resolve, TLS, authentication). The
+    /// text names the host and port, never the URL or its password (sqlx's errors hold
+    /// neither).
+    pub async fn explain(&self, error: StoreError) -> StoreError {
+        let place = format!("{}:{}", self.options.get_host(), self.options.get_port());
+        match error {
+            StoreError::NoConnection => {}
+            StoreError::Unreachable(cause) => return StoreError::CannotConnect { place, cause },
+            other => return other,
+        }
+        let attempt = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await;
+        let cause = match attempt {
+            Ok(Err(sqlx::Error::Database(answer))) => {
+                return StoreError::ConnectionRefused {
+                    place,
+                    cause: answer.message().to_owned(),
+                }
+            }
+            Ok(Err(sqlx::Error::Io(e))) => e.to_string(),
+            Ok(Err(sqlx::Error::Tls(e))) => format!("TLS: {e}"),
+            Ok(Err(other)) => other.to_string(),
+            Err(_) => format!(
+                "no answer within {} s (store.connect_timeout_seconds)",
+                self.connect_timeout.as_secs()
+            ),
+            // It answers now: the pool's own error stands.
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return StoreError::NoConnection;
+            }
+        };
+        StoreError::CannotConnect { place, cause }
     }
 
     /// Applies the embedded migrations.

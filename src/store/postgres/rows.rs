@@ -81,6 +81,7 @@ impl PgStore {
         };
         let sealed = Sealed::new(&self.keyring, &row.target, plain.expose())?;
         (row.sealed, row.key_id) = (Some(sealed.text), Some(sealed.key_id));
+        row.literal = source.value.is_some();
         Ok(())
     }
 }
@@ -101,6 +102,9 @@ pub(super) struct ItemRow {
     pub(super) owner_value: Option<String>,
     pub(super) group_policy: Option<String>,
     pub(super) group_value: Option<String>,
+    /// An inline `value`, not a secret: sealed like any value, exported as a literal.
+    #[sqlx(default)]
+    pub(super) literal: bool,
 }
 
 impl ItemRow {
@@ -119,6 +123,9 @@ pub(super) struct SecretRow {
     pub(super) name: String,
     pub(super) sealed: Option<String>,
     pub(super) template: Option<String>,
+    /// A `value` literal, as imported: sealed like any value, exported as a literal.
+    #[sqlx(default)]
+    pub(super) literal: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -151,15 +158,16 @@ async fn generation(conn: &mut PgConnection) -> Result<i64, StoreError> {
 pub(super) async fn read_rows(
     conn: &mut PgConnection,
 ) -> Result<(Vec<SecretRow>, Vec<GrantRow>, Vec<ItemRow>), StoreError> {
-    let secrets = sqlx::query_as::<_, SecretRow>("SELECT name, sealed, template FROM envoi_secrets ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await?;
+    let secrets =
+        sqlx::query_as::<_, SecretRow>("SELECT name, sealed, template, literal FROM envoi_secrets ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await?;
     let grants = sqlx::query_as::<_, GrantRow>("SELECT name, project, type, object_id FROM envoi_grants ORDER BY name")
         .fetch_all(&mut *conn)
         .await?;
     let items = sqlx::query_as::<_, ItemRow>(
         "SELECT grant_name, kind, target, secret, sealed, key_id, template, encoding, permissions_policy, mode,
-                owner_policy, owner_value, group_policy, group_value
+                owner_policy, owner_value, group_policy, group_value, literal
          FROM envoi_grant_items ORDER BY grant_name, kind, target",
     )
     .fetch_all(&mut *conn)
@@ -171,6 +179,63 @@ pub(super) async fn read_rows(
 pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, StoreError> {
     let (secrets, grants, items) = read_rows(conn).await?;
     doc_from_rows(secrets, grants, items)
+}
+
+/// The tables as the TOML `db export` writes: literals opened back into `value`s (they
+/// were imported as plaintext from the policy's own files), every other value sealed.
+pub(super) async fn read_export(conn: &mut PgConnection, keyring: &Keyring) -> Result<PolicyDoc, StoreError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let (mut secrets, grants, mut items) = read_rows(&mut tx).await?;
+    tx.commit().await?;
+    let mut literals: HashMap<(String, String), String> = HashMap::new();
+    for row in secrets.iter_mut().filter(|r| r.literal) {
+        if let Some(text) = row.sealed.as_deref().and_then(|s| open_text(keyring, &row.name, s)) {
+            literals.insert((String::new(), row.name.clone()), text);
+            row.sealed = None;
+        }
+    }
+    for item in items.iter_mut().filter(|i| i.literal) {
+        if let Some(text) = item.sealed.as_deref().and_then(|s| open_text(keyring, &item.target, s)) {
+            literals.insert(
+                (format!("{}\0{}", item.grant_name, item.kind), item.target.clone()),
+                text,
+            );
+            (item.sealed, item.key_id) = (None, None);
+        }
+    }
+    let mut doc = doc_from_rows(secrets, grants, items)?;
+    for (name, spec) in doc.secrets.iter_mut() {
+        if let Some(text) = literals.remove(&(String::new(), name.clone())) {
+            spec.get_mut().value = Some(text);
+        }
+    }
+    for grant in doc.grants.iter_mut() {
+        let grant = grant.get_mut();
+        let name = grant.name.clone().unwrap_or_default();
+        for (key, mut entry) in std::mem::take(&mut grant.env) {
+            if let EnvSpec::Inline(source) = &mut entry {
+                if let Some(text) = literals.remove(&(format!("{name}\0{ENV}"), key.clone())) {
+                    source.value = Some(text);
+                }
+            }
+            grant.env.insert(key, entry);
+        }
+        for file in grant.files.iter_mut() {
+            if let Some(text) = literals.remove(&(format!("{name}\0{FILE}"), file.path.clone())) {
+                file.value = Some(text);
+            }
+        }
+    }
+    Ok(doc)
+}
+
+/// A sealed literal's text; `None` (it stays sealed) when it does not open as UTF-8.
+fn open_text(keyring: &Keyring, name: &str, sealed: &str) -> Option<String> {
+    let plain = keyring.open(name, sealed).ok()?;
+    std::str::from_utf8(plain.expose()).ok().map(str::to_owned)
 }
 
 /// Rows as a policy document; `items` are every item of `grants`.
@@ -318,7 +383,7 @@ pub(super) async fn upsert_secret(
 ) -> Result<i32, StoreError> {
     sqlx::query_scalar(
         "INSERT INTO envoi_secrets (name, sealed, key_id, template, updated_by) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = $4,
+         ON CONFLICT (name) DO UPDATE SET sealed = $2, key_id = $3, template = $4, literal = false,
              version = envoi_secrets.version + 1, updated_at = now(), updated_by = $5
          RETURNING version",
     )

@@ -101,7 +101,7 @@ mode = "0600"
 fn check(policy: &str, extra: &[&str]) -> Ran {
     let ws = Workspace::new();
     let path = ws.write("policy.toml", policy);
-    ws.config_with_key("lint-key", &path);
+    ws.config_with_key("lint-key-long-enough-for-no-weak-warning", &path);
     let mut ran = Ran::of(ws.envoi(["check", "--config", "envoi.toml"]).args(extra));
     let folder = format!("{}/", ws.path().display());
     ran.stdout = ran.stdout.replace(&folder, "");

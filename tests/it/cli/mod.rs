@@ -2,8 +2,10 @@
 //! scratch folder with a clean environment, as an operator or the platform would.
 
 mod check;
+mod completions;
 mod diff;
 mod environment;
+mod exit_status;
 mod explain;
 mod fetch;
 mod help;
@@ -23,3 +25,4 @@ mod serve;
 mod settings;
 mod tls;
 mod token;
+mod weak_settings;

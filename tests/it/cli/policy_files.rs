@@ -10,7 +10,7 @@ use crate::support::{toml_string, Ran, Workspace};
 const GRANT: &str = "[[grants]]\nproject = \"p\"\nenv = { A = { value = \"a\" } }\n";
 
 fn check(ws: &Workspace, policy: &std::path::Path) -> Ran {
-    let config = ws.config_with_key("check-key", policy);
+    let config = ws.config_with_key("check-key-long-enough-for-no-warning-0123", policy);
     Ran::of(ws.envoi(["check", "--config"]).arg(&config))
 }
 

@@ -160,7 +160,36 @@ async fn serve_answers_health_readiness_and_refusals() {
     let metrics = get("/metrics").send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let metrics = metrics.text().await.unwrap();
-    assert!(metrics.contains("envoi_requests_total"), "{metrics}");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` sample\n{metrics}"))
+    };
+    // By route: the probes are counted apart, so the protocol's error rate is its own.
+    // (The start-up's own readiness polls are probes too.)
+    assert!(
+        sample("envoi_requests_total{route=\"health\",status=\"200\"}") >= 2.0,
+        "{metrics}"
+    );
+    for (name, want) in [
+        ("envoi_requests_total{route=\"/\",status=\"200\"}", 1.0),
+        ("envoi_requests_total{route=\"/\",status=\"401\"}", 2.0),
+        ("envoi_requests_total{route=\"/\",status=\"405\"}", 1.0),
+        ("envoi_request_duration_seconds_count{route=\"/\"}", 4.0),
+    ] {
+        assert_eq!(sample(name), want, "{name}\n{metrics}");
+    }
+    // A timestamp, not a sentinel; and the process's own metrics, read from /proc.
+    let loaded_at = sample("envoi_policy_last_success_timestamp_seconds");
+    assert!(
+        (loaded_at - now as f64).abs() < 120.0,
+        "{loaded_at} vs {now}\n{metrics}"
+    );
+    assert!(sample("process_resident_memory_bytes") > 1_000_000.0, "{metrics}");
+    assert!(sample("process_open_fds") >= 3.0, "{metrics}");
+    assert!(sample("process_start_time_seconds") > 1.0e9, "{metrics}");
+    assert!(sample("process_cpu_seconds_total") >= 0.0, "{metrics}");
     for name in ["billing", "nightly", "\"web\"", "\"job\""] {
         assert!(!metrics.contains(name), "metrics name a workload ({name}):\n{metrics}");
     }
@@ -330,6 +359,49 @@ async fn an_edited_policy_is_served_without_a_restart_and_a_broken_edit_keeps_th
     assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
 }
 
+/// Every `envoi_…` and `process_…` name in `text`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("envoi_") || word.starts_with("process_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_alert_rules_and_the_dashboard_use_only_metrics_that_envoi_exports() {
+    let ws = workspace();
+    let mut server = start(&ws);
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for file in ["deploy/prometheus-alerts.yml", "deploy/grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let used = metric_names(&text);
+        assert!(used.len() >= 8, "{file} uses envoi's metrics: {used:?}");
+        for name in used {
+            assert!(
+                exported.contains(name),
+                "{file} uses `{name}`, which /metrics does not have:\n{metrics}"
+            );
+        }
+    }
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(
+        dashboard["panels"].as_array().is_some_and(|p| p.len() >= 10),
+        "{dashboard}"
+    );
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.output());
+}
+
 #[tokio::test]
 async fn with_an_admin_listener_metrics_move_off_the_main_port() {
     let ws = workspace();
@@ -348,7 +420,7 @@ async fn with_an_admin_listener_metrics_move_off_the_main_port() {
     let answered = |metrics: &str| -> u64 {
         let line = metrics
             .lines()
-            .find(|l| l.starts_with("envoi_requests_total{status=\"200\"}"))
+            .find(|l| l.starts_with("envoi_requests_total{route=\"/\",status=\"200\"}"))
             .expect("a 200 counter");
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };

@@ -92,12 +92,16 @@ fn migrate_creates_the_tables_and_can_run_twice() {
 
     env.envoi(&["db", "migrate"], b"").success();
     assert_eq!(envoi_tables(&db), TABLES);
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 6, "the six migrations");
+    assert_eq!(
+        db.int("SELECT count(*) FROM _sqlx_migrations"),
+        7,
+        "the seven migrations"
+    );
     let generation = db.int("SELECT generation FROM envoi_policy_state");
 
     env.envoi(&["db", "migrate"], b"").success();
     assert_eq!(envoi_tables(&db), TABLES);
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 6, "applied once");
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 7, "applied once");
     assert_eq!(db.int("SELECT generation FROM envoi_policy_state"), generation);
 
     // An empty policy is a valid one.

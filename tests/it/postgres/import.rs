@@ -274,15 +274,18 @@ fn export_is_a_toml_policy_that_serves_the_same() {
     .success();
 
     let export = env.envoi(&["db", "export"], b"").success();
-    for plain in [
-        DB_PASSWORD,
-        STRIPE_KEY,
-        INLINE_SEALED,
-        "level=debug",
-        VARS[0].1,
-        VARS[1].1,
-    ] {
+    // Secrets stay sealed: a file's, a variable's, a sealed value's.
+    for plain in [DB_PASSWORD, STRIPE_KEY, INLINE_SEALED, VARS[0].1, VARS[1].1] {
         export.never_shows(plain);
+    }
+    // Literals come back as literals, named and inline, so an export reads in review as
+    // the policy that was imported.
+    for literal in [
+        "[secrets.log_level]\nvalue = \"info\"",
+        "value = \"eu-west\"",
+        "value = \"level=debug\"",
+    ] {
+        export.stdout_names(literal);
     }
     env.write("export/policy.toml", &export.stdout);
     env.toml_config("exported.toml", "export/policy.toml");
@@ -469,7 +472,7 @@ fn db_migrate_moves_a_database_of_the_first_schema_forward_keeping_its_rows() {
         before,
         "the migration must keep every row and the generation"
     );
-    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 6);
+    assert_eq!(db.int("SELECT count(*) FROM _sqlx_migrations"), 7);
     // The history starts with what the database held, at its generation.
     assert_eq!(
         db.strings("SELECT concat_ws(' ', generation, actor, kind) FROM envoi_changes ORDER BY generation"),
@@ -542,4 +545,34 @@ fn an_import_past_its_time_bound_writes_nothing_and_names_the_setting() {
         .stderr_names("store.import_timeout_seconds")
         .stderr_names("ENVOI__STORE__IMPORT_TIMEOUT_SECONDS");
     assert_eq!(db.int("SELECT count(*) FROM envoi_grants"), 0);
+}
+
+#[test]
+fn a_literal_replaced_by_secret_put_is_exported_sealed() {
+    let Some(db) = Db::create("a_literal_replaced_by_secret_put_is_exported_sealed") else {
+        return;
+    };
+    let env = Env::new(&db.url);
+    env.envoi(&["db", "migrate"], b"").success();
+    env.write(
+        "p.toml",
+        "[secrets.region]\nvalue = \"eu\"\n\n[[grants]]\nname = \"all\"\nenv = { REGION = \"region\", ZONE = { value = \"a\" } }\n",
+    );
+    env.envoi(&["db", "import", "p.toml"], b"").success();
+    let export = env.envoi(&["db", "export"], b"").success();
+    export
+        .stdout_names("[secrets.region]\nvalue = \"eu\"")
+        .stdout_names("value = \"a\"");
+    // The database holds the literals sealed all the same.
+    assert_eq!(
+        db.int("SELECT count(*) FROM envoi_secrets WHERE sealed IS NOT NULL AND literal"),
+        1
+    );
+
+    // A value put by hand may be a secret: it is exported sealed.
+    env.put("region", "now-a-secret-eu");
+    let export = env.envoi(&["db", "export"], b"").success();
+    export.never_shows("now-a-secret-eu");
+    assert!(!export.stdout.contains("value = \"eu\""), "{export}");
+    export.stdout_names("[secrets.region]\nsealed = \"envoi:v1:");
 }

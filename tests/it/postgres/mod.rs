@@ -9,11 +9,13 @@
 mod cli;
 mod db;
 mod env;
+mod errors;
 mod history;
 mod import;
 mod listing;
 mod outage;
 mod patches;
+mod progress;
 mod proxy;
 mod replicas;
 mod writes;
