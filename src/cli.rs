@@ -117,6 +117,13 @@ pub enum DbCommand {
     Import {
         /// The policy file or folder.
         path: PathBuf,
+        /// Write nothing: print what the import would change, as `envoi diff` shows it
+        /// (exit 0 when nothing, 1 when something, 2 on an error).
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: `text` or `json` (the shape of `envoi diff --format json`).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text, requires = "dry_run")]
+        format: OutputFormat,
     },
     /// Print the policy as TOML with sealed values, as `envoi check` accepts it.
     Export,

@@ -64,7 +64,24 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 store.migrate().await?;
                 println!("migrations applied");
             }
-            DbCommand::Import { path } => {
+            DbCommand::Import {
+                path,
+                dry_run: true,
+                format,
+            } => {
+                // diff(1)'s 2 for an error; 1 (from `show`) when something would change.
+                let failed = |e: CommandError| CommandError::WithStatus {
+                    status: 2,
+                    source: Box::new(e),
+                };
+                let keyring = settings.keyring().map_err(|e| failed(e.into()))?;
+                let loader = crate::policy::Loader::new(&keyring);
+                let new = loader.load_path(&path).map_err(|e| failed(e.into()))?;
+                let doc = store.import_baseline().await.map_err(|e| failed(e.into()))?;
+                let old = loader.load_doc("postgres", doc).map_err(|e| failed(e.into()))?;
+                super::diff::show(&old, &new, format)?;
+            }
+            DbCommand::Import { path, .. } => {
                 // The file must load as a TOML policy first: the same checks, the same messages.
                 // The compiled policy is dropped before the files are parsed again for the
                 // import, so that the two never take memory at once.

@@ -153,13 +153,39 @@ impl PgStore {
 
     /// The policy as TOML: literals as literals, every other value sealed.
     pub async fn export(&self) -> Result<String, StoreError> {
-        let doc = self
-            .bounded(async {
-                let mut conn = self.pool.acquire().await?;
-                super::rows::read_export(&mut conn, &self.keyring).await
-            })
-            .await?;
+        let doc = self.export_doc().await?;
         toml::to_string(&doc).map_err(|e| StoreError::Invalid(format!("cannot write TOML: {e}")))
+    }
+
+    /// The policy as `db export` writes it (literals as literals), as a document.
+    pub async fn export_doc(&self) -> Result<crate::policy::model::PolicyDoc, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await?;
+            super::rows::read_export(&mut conn, &self.keyring).await
+        })
+        .await
+    }
+
+    /// The policy as `db import --dry-run` compares it with files: as exported, and with
+    /// the names that import gives unnamed grants (after their selector) taken off again,
+    /// so that such grants are matched by selector, as `envoi diff` matches unnamed ones.
+    pub async fn import_baseline(&self) -> Result<crate::policy::model::PolicyDoc, StoreError> {
+        let mut doc = self.export_doc().await?;
+        for grant in &mut doc.grants {
+            let grant = grant.get_mut();
+            let base = super::rows::selector_columns(grant).join("/");
+            let generated = grant.name.as_deref().is_some_and(|name| {
+                name == base
+                    || name
+                        .strip_prefix(&base)
+                        .and_then(|rest| rest.strip_prefix(" #"))
+                        .is_some_and(|n| n.parse::<usize>().is_ok())
+            });
+            if generated {
+                grant.name = None;
+            }
+        }
+        Ok(doc)
     }
 
     /// Secret names, kinds, versions and dates; never values.

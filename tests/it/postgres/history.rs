@@ -398,3 +398,47 @@ fn db_diff_shows_what_a_range_of_generations_changed_without_a_value() {
     exits(&env, &["db", "diff", &to.to_string(), &to.to_string()], 0);
     exits(&env, &["db", "diff", "999999"], 2).stderr_names("not in the history");
 }
+
+/// `db import --dry-run` prints what the import would change, as `envoi diff` shows it,
+/// and writes nothing: the same policy again is no change (exit 0), an edited one is
+/// (exit 1), never with a value.
+#[test]
+fn db_import_dry_run_shows_what_would_change_and_writes_nothing() {
+    let Some((db, env)) = migrated("db_import_dry_run") else {
+        return;
+    };
+    let policy = "[secrets.s1]\nvalue = \"dry-value-r1\"\n\
+        [[grants]]\nproject = \"p\"\nenv = { K = \"s1\" }\n\
+        [[grants]]\nname = \"named\"\nproject = \"q\"\nenv = { L = { value = \"dry-inline-r2\" } }\n";
+    env.write("policy.toml", policy);
+    env.envoi(&["db", "import", "policy.toml"], b"").success();
+    let generation = db.int("SELECT generation FROM envoi_policy_state");
+
+    let same = exits(&env, &["db", "import", "policy.toml", "--dry-run"], 0);
+    assert!(same.stdout.contains("no change"), "{}", same.stdout);
+
+    env.write(
+        "policy.toml",
+        policy.replace("dry-value-r1", "dry-value-r3")
+            + "[[grants]]\nname = \"new\"\nproject = \"r\"\nenv = { M = \"s1\" }\n",
+    );
+    let changed = exits(&env, &["db", "import", "policy.toml", "--dry-run"], 1);
+    assert!(changed.stdout.contains("+ grant `new`"), "{}", changed.stdout);
+    assert!(changed.stdout.contains("ENV K: value changed"), "{}", changed.stdout);
+    for value in ["dry-value-r1", "dry-inline-r2", "dry-value-r3"] {
+        assert!(
+            !changed.stdout.contains(value) && !changed.stderr.contains(value),
+            "a value shown"
+        );
+    }
+    exits(
+        &env,
+        &["db", "import", "policy.toml", "--dry-run", "--format", "json"],
+        1,
+    );
+    assert_eq!(
+        db.int("SELECT generation FROM envoi_policy_state"),
+        generation,
+        "nothing written"
+    );
+}
