@@ -23,6 +23,15 @@ pub(super) fn diff(config: Option<&Path>, args: &DiffArgs) -> Result<(), Command
     show(&old, &new, args.format)
 }
 
+/// An error of a command that reports as `diff` does: diff(1)'s status 2 (its 1 means
+/// "changed", from [`show`]).
+pub(super) fn failure(error: CommandError) -> CommandError {
+    CommandError::WithStatus {
+        status: 2,
+        source: Box::new(error),
+    }
+}
+
 /// Prints what changed from `old` to `new`; `Status(1)` when something did.
 pub(super) fn show(old: &Policy, new: &Policy, format: OutputFormat) -> Result<(), CommandError> {
     let report = DiffReport::new(old, new, &compare(old, new));

@@ -69,11 +69,7 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 dry_run: true,
                 format,
             } => {
-                // diff(1)'s 2 for an error; 1 (from `show`) when something would change.
-                let failed = |e: CommandError| CommandError::WithStatus {
-                    status: 2,
-                    source: Box::new(e),
-                };
+                let failed = super::diff::failure;
                 let keyring = settings.keyring().map_err(|e| failed(e.into()))?;
                 let loader = crate::policy::Loader::new(&keyring);
                 let new = loader.load_path(&path).map_err(|e| failed(e.into()))?;
@@ -103,11 +99,7 @@ pub(super) fn db(config: Option<&Path>, command: DbCommand) -> Result<(), Comman
                 );
             }
             DbCommand::Diff { from, to, format } => {
-                // diff(1)'s 2 for an error; 1 (from `show`) when something changed.
-                let failed = |e: CommandError| CommandError::WithStatus {
-                    status: 2,
-                    source: Box::new(e),
-                };
+                let failed = super::diff::failure;
                 let keyring = settings.keyring().map_err(|e| failed(e.into()))?;
                 let loader = crate::policy::Loader::new(&keyring);
                 let mut compiled = Vec::with_capacity(2);
