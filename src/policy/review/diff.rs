@@ -160,6 +160,21 @@ pub fn diff<'p>(old: &'p Policy, new: &'p Policy) -> PolicyDiff<'p> {
 /// At most this many names per list in a reload's log line.
 const NAMES_LOGGED: usize = 10;
 
+/// Names for a log line: the first [`NAMES_LOGGED`], and how many more.
+pub fn name_list<S: AsRef<str>>(names: &[S]) -> String {
+    let more = names.len().saturating_sub(NAMES_LOGGED);
+    let mut shown = names
+        .iter()
+        .take(NAMES_LOGGED)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        shown.push_str(&format!(" and {more} more"));
+    }
+    shown
+}
+
 /// A reload's one-line account of what changed: counts, and the names (never a value)
 /// of the grants added, removed and changed, and of the secrets whose value changed.
 pub fn summary(diff: &PolicyDiff<'_>) -> String {
@@ -170,14 +185,7 @@ pub fn summary(diff: &PolicyDiff<'_>) -> String {
         Some(name) => name.to_string(),
         None => grant.location.to_string(),
     };
-    let list = |names: Vec<String>| {
-        let more = names.len().saturating_sub(NAMES_LOGGED);
-        let mut shown = names.into_iter().take(NAMES_LOGGED).collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            shown.push_str(&format!(" and {more} more"));
-        }
-        shown
-    };
+    let list = |names: Vec<String>| name_list(&names);
     let mut secrets: BTreeSet<&str> = BTreeSet::new();
     for change in &diff.changed {
         for item in change.items.iter().filter(|i| i.change == ItemChange::Value) {

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use sqlx::{Connection as _, PgConnection};
+use sqlx::PgConnection;
 
-use super::rows::read_doc;
+use super::rows::{read_doc, snapshot};
 use super::scope::{read_scope, Scope};
 use super::StoreError;
 use crate::policy::model::PolicyDoc;
@@ -39,33 +39,28 @@ pub(super) enum Read {
 /// The policy at the current generation: as the changes since `served` when the log
 /// holds them all, else whole.
 pub(super) async fn read_since(conn: &mut PgConnection, served: Option<i64>) -> Result<Read, StoreError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(conn).await?;
     let generation: i64 = sqlx::query_scalar("SELECT generation FROM envoi_policy_state")
         .fetch_one(&mut *tx)
         .await?;
-    let read = match served {
-        Some(from) if from < generation => match changed_since(&mut tx, from, generation).await? {
-            Some(changed) => {
-                let doc = read_scope(&mut tx, &changed).await?;
-                let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM envoi_secrets")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Read::Patch {
-                    generation,
-                    changed,
-                    doc,
-                    secrets: usize::try_from(secrets).unwrap_or_default(),
-                }
-            }
-            None => Read::Whole {
+    let changed = match served {
+        Some(from) if from < generation => changed_since(&mut tx, from, generation).await?,
+        _ => None,
+    };
+    let read = match changed {
+        Some(changed) => {
+            let doc = read_scope(&mut tx, &changed).await?;
+            let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM envoi_secrets")
+                .fetch_one(&mut *tx)
+                .await?;
+            Read::Patch {
                 generation,
-                doc: read_doc(&mut tx).await?,
-            },
-        },
-        _ => Read::Whole {
+                changed,
+                doc,
+                secrets: usize::try_from(secrets).unwrap_or_default(),
+            }
+        }
+        None => Read::Whole {
             generation,
             doc: read_doc(&mut tx).await?,
         },

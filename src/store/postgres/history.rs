@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::rows::{doc_from_rows, GrantRow, ItemRow, SecretRow};
+use super::rows::{doc_from_rows, snapshot, GrantRow, ItemRow, SecretRow};
 use super::{PgStore, StoreError};
 use crate::policy::model::PolicyDoc;
 
@@ -68,6 +68,11 @@ const AT: &str = "WITH latest AS (
          FROM envoi_change_items WHERE generation <= $1
          ORDER BY object, name, generation DESC
      ), target AS (SELECT * FROM latest WHERE action <> 'removed')";
+
+/// The columns of an item as a grant's definition holds them, for `jsonb_to_recordset`.
+const ITEM_COLUMNS: &str = "(kind text, target text, secret text, sealed text, key_id text, template text,
+    encoding text, permissions_policy text, mode text, owner_policy text, owner_value text, group_policy text,
+    group_value text)";
 
 impl PgStore {
     /// Makes the secrets and grants what they were at generation `to`, in one change
@@ -149,10 +154,7 @@ impl PgStore {
                      SELECT t.name, i.kind, i.target, i.secret, i.sealed, i.key_id, i.template, i.encoding,
                          i.permissions_policy, i.mode, i.owner_policy, i.owner_value, i.group_policy, i.group_value
                      FROM target t
-                     CROSS JOIN LATERAL jsonb_to_recordset(t.definition->'items') AS i (kind text, target text,
-                         secret text, sealed text, key_id text, template text, encoding text,
-                         permissions_policy text, mode text, owner_policy text, owner_value text,
-                         group_policy text, group_value text)
+                     CROSS JOIN LATERAL jsonb_to_recordset(t.definition->'items') AS i {ITEM_COLUMNS}
                      WHERE t.object = 'grant' AND NOT EXISTS (SELECT 1 FROM envoi_grant_items e WHERE e.grant_name = t.name)
 "
                 );
@@ -187,10 +189,8 @@ impl PgStore {
             return self.read().await;
         };
         self.bounded(async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .execute(&mut *tx)
-                .await?;
+            let mut conn = self.pool.acquire().await?;
+            let mut tx = snapshot(&mut conn).await?;
             let (first, last): (Option<i64>, i64) = sqlx::query_as(
                 "SELECT greatest((SELECT min(generation) FROM envoi_changes), history_from), generation
                  FROM envoi_policy_state",
@@ -222,10 +222,7 @@ impl PgStore {
                         i.encoding, i.permissions_policy, i.mode, i.owner_policy, i.owner_value, i.group_policy,
                         i.group_value
                  FROM target t
-                 CROSS JOIN LATERAL jsonb_to_recordset(t.definition->'items') AS i (kind text, target text,
-                     secret text, sealed text, key_id text, template text, encoding text,
-                     permissions_policy text, mode text, owner_policy text, owner_value text,
-                     group_policy text, group_value text)
+                 CROSS JOIN LATERAL jsonb_to_recordset(t.definition->'items') AS i {ITEM_COLUMNS}
                  WHERE t.object = 'grant' ORDER BY 1, 2, 3"
             ))
             .bind(at)

@@ -137,12 +137,19 @@ pub(super) struct GrantRow {
     pub(super) object_id: String,
 }
 
-/// The generation and the whole policy, read in one snapshot.
-pub(super) async fn read_on(conn: &mut PgConnection) -> Result<(i64, PolicyDoc), StoreError> {
+/// A read-only transaction on one snapshot of the database: every read in it sees the
+/// same generation.
+pub(super) async fn snapshot(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, StoreError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
+    Ok(tx)
+}
+
+/// The generation and the whole policy, read in one snapshot.
+pub(super) async fn read_on(conn: &mut PgConnection) -> Result<(i64, PolicyDoc), StoreError> {
+    let mut tx = snapshot(conn).await?;
     let generation = generation(&mut tx).await?;
     let doc = read_doc(&mut tx).await?;
     tx.commit().await?;
@@ -184,10 +191,7 @@ pub(super) async fn read_doc(conn: &mut PgConnection) -> Result<PolicyDoc, Store
 /// The tables as the TOML `db export` writes: literals opened back into `value`s (they
 /// were imported as plaintext from the policy's own files), every other value sealed.
 pub(super) async fn read_export(conn: &mut PgConnection, keyring: &Keyring) -> Result<PolicyDoc, StoreError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(conn).await?;
     let (mut secrets, grants, mut items) = read_rows(&mut tx).await?;
     tx.commit().await?;
     let mut literals: HashMap<(String, String), String> = HashMap::new();

@@ -19,6 +19,7 @@ use tokio::time::{sleep, timeout, Instant};
 
 use super::changes::{read_since, Caught};
 use super::{PgStore, StoreError};
+use crate::policy::review::diff::name_list;
 use crate::store::PolicyHolder;
 
 mod session;
@@ -454,12 +455,7 @@ impl Backoff {
     }
 }
 
-/// Names for a log line: the first few, and how many more.
+/// The names of a patch's log line.
 fn names(set: &std::collections::BTreeSet<String>) -> String {
-    const SHOWN: usize = 10;
-    let shown: Vec<&str> = set.iter().take(SHOWN).map(String::as_str).collect();
-    match set.len().saturating_sub(SHOWN) {
-        0 => shown.join(","),
-        more => format!("{} (+{more})", shown.join(",")),
-    }
+    name_list(&set.iter().collect::<Vec<_>>())
 }
