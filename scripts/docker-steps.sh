@@ -674,7 +674,7 @@ step "summary ($((SECONDS - STARTED)) s)"
 echo "Proven here, without Docker:"
 for line in "${PROVEN[@]}"; do printf '  + %s\n' "$line"; done
 cat <<EOF
-Not proven here (needs a Docker engine and a registry):
+Not proven here (scripts/docker-build.sh proves most of it with a real Docker engine):
   - the base images: that $BUILDER_IMAGE and $FINAL_IMAGE exist, can be pulled, and
     are what this host stands in for (Debian bookworm, glibc 2.36, Rust $(rustc --version | cut -d' ' -f2) here);
   - the builder's network: cargo fetching the crates from crates.io inside the builder
