@@ -21,7 +21,9 @@
 //! and `--metrics URL` (plain HTTP) is polled until `envoi_policy_loads_total` moves: the
 //! reload's start → completion time.
 //!
-//! Output: one JSON line (machine-readable), then one human line.
+//! Output: one JSON line (machine-readable), then one human line. Both carry the kernel's
+//! ListenOverflows, ListenDrops and TCPSynRetrans over the window (system-wide, from
+//! /proc/net/netstat): a SYN dropped at a full accept queue costs its connection 1 s.
 //!
 //! Usage: cold --addr 127.0.0.1:8443 [--ca PEM [--verify pinned|nosig|webpki] [--server-name localhost]]
 //!             (--duration S | --burst N) [--concurrency 64] [--threads 2] [--sources 1]
@@ -472,6 +474,11 @@ async fn connection(target: &Target, source: Option<IpAddr>, job: &Job, buffer: 
                 .connect(name.clone(), stream)
                 .await
                 .map_err(|e| format!("tls: {e}"))?;
+            // Every handshake full: a resumed one (or one the server retried) is a failure.
+            match tls.get_ref().1.handshake_kind() {
+                Some(rustls::HandshakeKind::Full) => {}
+                other => return Err(format!("not a plain full handshake: {other:?}")),
+            }
             exchange(tls, &job.request, buffer).await?;
         }
         None => exchange(stream, &job.request, buffer).await?,
@@ -577,6 +584,25 @@ fn own_cpu_ns() -> u64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     (us(usage.ru_utime) + us(usage.ru_stime)) * 1000
+}
+
+/// The kernel's TCP counters that explain a latency spike of a second or more: SYNs
+/// dropped because a listener's accept queue was full (the client retransmits its SYN
+/// after 1 s, then 3 s), and SYN retransmissions. System-wide (/proc/net/netstat).
+const TCP_COUNTERS: [&str; 3] = ["ListenOverflows", "ListenDrops", "TCPSynRetrans"];
+
+fn tcp_counters() -> [u64; 3] {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let mut out = [0; 3];
+    if let [names, values, ..] = lines[..] {
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Some(at) = TCP_COUNTERS.iter().position(|c| *c == name) {
+                out[at] = value.parse().unwrap_or(0);
+            }
+        }
+    }
+    out
 }
 
 // ------------------------------------------------------------------------- reload
@@ -844,6 +870,7 @@ fn main() {
         fail(format!("--pid {pid}: cannot read /proc/{pid}"));
     }
     let client_before = own_cpu_ns();
+    let tcp_before = tcp_counters();
     let started = Instant::now();
     let watcher = baseline.map(|(loads0, failures0)| {
         let reload = reload.clone();
@@ -895,6 +922,12 @@ fn main() {
     let elapsed = started.elapsed();
     let client_ns = own_cpu_ns().saturating_sub(client_before);
     let misses = shares.misses.load(Ordering::Relaxed);
+    let tcp_after = tcp_counters();
+    let tcp: Vec<(&str, u64)> = TCP_COUNTERS
+        .iter()
+        .zip(tcp_before.iter().zip(tcp_after))
+        .map(|(n, (b, a))| (*n, a.saturating_sub(*b)))
+        .collect();
     let server = server_before
         .zip(args.pid.and_then(read_cpu))
         .map(|(b, a)| cpu_between(&b, &a));
@@ -948,6 +981,9 @@ fn main() {
         "key_share_misses": misses,
     });
     let map = summary.as_object_mut().unwrap();
+    for (name, delta) in &tcp {
+        map.insert(format!("tcp_{}", name.to_lowercase()), (*delta).into());
+    }
     if let Some((ns, ticks_ns, source)) = server {
         map.insert("server_cpu_us_per_conn".into(), per_conn(ns).into());
         map.insert("server_cpu_us_per_conn_stat".into(), per_conn(ticks_ns).into());
@@ -995,6 +1031,10 @@ fn main() {
     );
     if misses > 0 {
         human += &format!(" ({misses} key shares made inside the window)");
+    }
+    if tcp.iter().any(|(_, d)| *d > 0) {
+        let named: Vec<String> = tcp.iter().map(|(n, d)| format!("{n} +{d}")).collect();
+        human += &format!(", kernel (system-wide): {}", named.join(", "));
     }
     if failures > 0 {
         human += &format!(", FAILURES {failures}: {:?}", outcome.errors);
