@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Load benchmark: envoi (10- and 100,000-workload policies) against a bare actix-web
-# "ceiling" that answers a constant body of the same size, driven alike by wrk on
-# loopback, in alternating rounds; then envoi while the 100k policy reloads every second.
+# "ceiling" that answers a constant body of the same size, and the "naive peer"
+# (examples/naive.rs: actix-web + jsonwebtoken + six items built from the claims, no
+# policy, no audit), driven alike by wrk on loopback (kept-alive connections) in
+# alternating rounds; then envoi while the 100k policy reloads every second.
 #
-# Usage: bench/load.sh   (ROUNDS=3 DURATION=10 CONNECTIONS=64 WORKERS=1 WRK_THREADS=1 LOG_LEVEL=info)
+# Usage: bench/load.sh   (ROUNDS=3 DURATION=10 CONNECTIONS=64 WORKERS=$(nproc) WRK_THREADS=1 LOG_LEVEL=info)
+# WORKERS: every server's worker threads; the default is one per core, as envoi's own
+# default configuration (workers = 0) has it.
 # BASELINE=path/to/an/older/envoi adds it on the 10-workload policy to every round, for a
 # before/after comparison on the same machine at the same time.
 # LOG_LEVEL=info keeps the audit line of every answer (written to a file); warn drops it.
@@ -15,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
-WORKERS=${WORKERS:-1}
+WORKERS=${WORKERS:-$(nproc)}
 WRK_THREADS=${WRK_THREADS:-1}
 LOG_LEVEL=${LOG_LEVEL:-info}
 WORK=$(mktemp -d /tmp/envoi-bench.XXXXXX)
@@ -31,13 +35,14 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-# ENVOI and CEILING name binaries built elsewhere; without them, they are built here.
-if [ -z "${ENVOI:-}" ] || [ -z "${CEILING:-}" ]; then
+# ENVOI, CEILING and NAIVE name binaries built elsewhere; without them, they are built here.
+if [ -z "${ENVOI:-}" ] || [ -z "${CEILING:-}" ] || [ -z "${NAIVE:-}" ]; then
   echo "== building (release)"
-  cargo build --release --quiet --bin envoi --example ceiling
+  cargo build --release --quiet --bin envoi --example ceiling --example naive
 fi
 ENVOI=${ENVOI:-target/release/envoi}
 CEILING=${CEILING:-target/release/examples/ceiling}
+NAIVE=${NAIVE:-target/release/examples/naive}
 
 echo "== generating policies"
 python3 bench/gen_policy.py 10 > "$WORK/p10.toml"
@@ -92,7 +97,12 @@ TOKEN10=$("$ENVOI" --config "$WORK/e10.toml" token --project proj-0 --type servi
 SIZE=$(curl -s -H "Authorization: Bearer $TOKEN100K" http://127.0.0.1:18111/ | wc -c)
 echo "envoi's answer for proj-1/service/svc-1: $SIZE bytes; the ceiling answers as many"
 "$CEILING" 127.0.0.1:18112 "$SIZE" "$WORKERS" >/dev/null 2>&1 &
-CEIL=$!; PIDS+=("$CEIL"); sleep 0.5
+CEIL=$!; PIDS+=("$CEIL")
+"$NAIVE" 127.0.0.1:18114 bench-shared-secret "$WORKERS" >/dev/null 2>&1 &
+NAIVE_PID=$!; PIDS+=("$NAIVE_PID"); sleep 0.5
+NAIVE_SIZE=$(curl -s -H "Authorization: Bearer $TOKEN100K" http://127.0.0.1:18114/ | wc -c)
+NAIVE_BAD=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer x$TOKEN100K" http://127.0.0.1:18114/)
+echo "the naive peer's answer for the same token: $NAIVE_SIZE bytes (a bad token: $NAIVE_BAD)"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # LABEL PID URL [TOKEN]
@@ -132,6 +142,7 @@ echo -e "label\treq/s\tp50us\tp99us\tcpu_us/req\tnon2xx\tsocket_errors"
 : > "$WORK/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
   run ceiling "$CEIL" http://127.0.0.1:18112/
+  run naive "$NAIVE_PID" http://127.0.0.1:18114/ "$TOKEN100K"
   run envoi-100k "$E100K" http://127.0.0.1:18111/ "$TOKEN100K"
   run envoi-10 "$E10" http://127.0.0.1:18110/ "$TOKEN10"
   if [ -n "${BASELINE:-}" ]; then run baseline-10 "$B10" http://127.0.0.1:18113/ "$TOKEN10"; fi
@@ -164,9 +175,13 @@ print(f"{'label':24}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'cpu us/req':>12}"
 for k, (rps, p50, p99, cpu) in med.items():
     print(f"{k:24}{rps:>10.0f}{p50:>10.0f}{p99:>10.0f}{cpu:>12.2f}")
 c = med["ceiling"]
+n = med.get("naive")
 for k in [k for k in med if k != "ceiling"]:
     rps, p50, p99, cpu = med[k]
-    print(f"{k}: {rps / c[0] * 100:.1f}% of the ceiling's req/s, {cpu / c[3]:.2f}x its CPU per request, p99 {p99 / c[2]:.2f}x")
+    line = f"{k}: {rps / c[0] * 100:.1f}% of the ceiling's req/s, {cpu / c[3]:.2f}x its CPU per request, p99 {p99 / c[2]:.2f}x"
+    if n and k != "naive":
+        line += f"; {rps / n[0] * 100:.1f}% of the naive peer's req/s, {cpu / n[3]:.2f}x its CPU per request"
+    print(line)
 if "envoi-10" in med and "envoi-100k" in med:
     print(f"100k vs 10 workloads: throughput {med['envoi-100k'][0] / med['envoi-10'][0] * 100:.1f}%")
 EOF

@@ -1,16 +1,28 @@
-//! The "ceiling" for the load benchmark (bench/load.sh): a bare actix-web server that
-//! answers `GET /` with a constant JSON body of the same size as envoi's answer, with no
-//! authentication and no policy: what the HTTP stack alone costs on this machine.
+//! The "ceiling" for the load benchmarks (bench/load.sh, bench/cold.sh): a bare actix-web
+//! server that answers `GET /` with a constant JSON body of the same size as envoi's
+//! answer, with no authentication and no policy: what the HTTP stack alone costs on this
+//! machine.
 //!
-//! Usage: ceiling ADDRESS BODY_BYTES [WORKERS]
+//! Usage: ceiling ADDRESS BODY_BYTES [WORKERS] [--tls CERT KEY]
+//! With `--tls`, HTTPS with envoi's own rustls configuration: the ServerConfig is built by
+//! `envoi::tls::CertStore::server_config`, so whatever envoi's TLS setup is, the ceiling's
+//! is the same (only the listener differs: actix's rustls acceptor, not envoi's stage).
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let address = args.next().unwrap_or_else(|| "127.0.0.1:18090".into());
-    let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(400);
-    let workers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (positional, tls) = match args.iter().position(|a| a == "--tls") {
+        Some(at) if args.len() >= at + 3 => (args[..at].to_vec(), Some((args[at + 1].clone(), args[at + 2].clone()))),
+        Some(_) => {
+            eprintln!("usage: ceiling ADDRESS BODY_BYTES [WORKERS] [--tls CERT KEY]");
+            std::process::exit(2);
+        }
+        None => (args.clone(), None),
+    };
+    let address = positional.first().cloned().unwrap_or_else(|| "127.0.0.1:18090".into());
+    let size: usize = positional.get(1).and_then(|s| s.parse().ok()).unwrap_or(400);
+    let workers: usize = positional.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
     // A valid JSON body of exactly `size` bytes.
     let filler = size.saturating_sub(r#"{"secrets":[],"pad":""}"#.len());
     let body: &'static str = Box::leak(format!(r#"{{"secrets":[],"pad":"{}"}}"#, "x".repeat(filler)).into_boxed_str());
@@ -29,6 +41,13 @@ fn main() -> std::io::Result<()> {
         if workers > 0 {
             server = server.workers(workers);
         }
-        server.bind(&address)?.run().await
+        match tls {
+            Some((cert, key)) => {
+                let store = envoi::tls::CertStore::load(cert.as_ref(), key.as_ref())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+                server.bind_rustls_0_23(&address, store.server_config())?.run().await
+            }
+            None => server.bind(&address)?.run().await,
+        }
     })
 }
