@@ -130,6 +130,18 @@ pub struct Application {
     admin: Option<(Server, SocketAddr)>,
 }
 
+/// A listener whose queue of connections not yet accepted holds `backlog`. std's `bind`
+/// listens with 128, and actix's own backlog setting applies only to the sockets it binds
+/// itself: a fleet starting at once overflowed those 128, and every connection whose SYN
+/// was dropped waited a second for its retry (bench/README.md, "Fleet start").
+fn bind(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(address)?;
+    // Listening again on a listening socket sets its queue's length (Linux, BSDs); the
+    // kernel caps it at net.core.somaxconn.
+    socket2::SockRef::from(&listener).listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(listener)
+}
+
 /// Why a request is refused before routing, if it is.
 fn refuse(req: &ServiceRequest, max_header_bytes: usize) -> Option<ApiError> {
     let headers = req.headers();
@@ -248,7 +260,7 @@ impl Application {
     }
 
     pub fn build_with(state: AppState, options: &ServerOptions, edges: &Edges) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(&options.listen)?;
+        let listener = bind(&options.listen, edges.limits.backlog)?;
         let address = listener.local_addr()?;
         let state = web::Data::new(state);
         let metrics_here = edges.admin_listen.is_none();
@@ -312,7 +324,7 @@ impl Application {
 
         let admin = match &edges.admin_listen {
             Some(listen) => {
-                let listener = TcpListener::bind(listen)?;
+                let listener = bind(listen, edges.limits.backlog)?;
                 let admin_address = listener.local_addr()?;
                 let admin_state = state.clone();
                 let admin = HttpServer::new(move || {

@@ -18,9 +18,11 @@ use crate::secret::SecretBytes;
 
 /// Where an item lands in the workload. ENV items sort before FILE items, each by name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The names are shared: a fleet's grants repeat the same few keys and paths.
 pub enum Target {
-    Env(Box<str>),
-    File(Box<str>),
+    Env(Arc<str>),
+    File(Arc<str>),
 }
 
 impl fmt::Display for Target {

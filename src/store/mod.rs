@@ -19,6 +19,9 @@ use crate::policy::Policy;
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
+    /// Where the policy was built, if in a heap of its own: held only to be dropped after
+    /// the policy (fields drop in order), when its pages are empty.
+    _heap: Option<crate::memory::Heap>,
 }
 
 /// Holds the current snapshot. Readers take it without locking; a reload swaps a whole
@@ -72,7 +75,12 @@ impl PolicyHolder {
 
     /// Swaps a newly built policy in.
     pub fn install(&self, policy: Policy) {
-        let old = self.current.swap(Some(Arc::new(Snapshot { policy })));
+        self.install_built(policy, None);
+    }
+
+    /// Swaps in a policy built in a heap of its own ([`crate::memory::Heap`]).
+    pub fn install_built(&self, policy: Policy, heap: Option<crate::memory::Heap>) {
+        let old = self.current.swap(Some(Arc::new(Snapshot { policy, _heap: heap })));
         self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
         if let Some(old) = old {

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher as _};
 
+use super::source::SourceError;
 use super::toml::TomlStore;
 use super::PolicyHolder;
+use crate::memory::Heap;
 
 /// After a change, wait until the files have been quiet this long (editors and
 /// `git checkout` write in bursts, and a file rewritten in place is empty for a moment)...
@@ -20,11 +22,6 @@ const QUIET: Duration = Duration::from_millis(150);
 /// ...unless they never are: a writer that never pauses is reloaded this often anyway.
 /// A file caught mid-write is read again (policy::files), and an empty one refused.
 const MAX_DELAY: Duration = Duration::from_secs(10);
-/// The reload thread's niceness. Answering comes first, but a reload must still finish
-/// on a busy machine: at the lowest priority (19) two busy processes on the same cores
-/// starve it for seconds. At 10 it gets about a tenth of a core against each of them.
-const RELOAD_NICENESS: u8 = 22; // thread_priority's 0–99 scale: 22 is nice 10 on Linux.
-
 /// Why a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -44,67 +41,101 @@ impl ReloadHandle {
     }
 }
 
-/// Starts watching the store's files and returns a handle to trigger reloads by hand.
-/// The watches exist when this returns, before the server answers; a change made
-/// between the first load and the watches' creation is caught by comparing the files
-/// with how they were read, and reloaded at once.
-pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> std::io::Result<ReloadHandle> {
+/// Loads the first policy and starts watching the store's files; returns a handle to
+/// trigger reloads by hand once that policy is serving, or why it did not load.
+///
+/// Every policy, the first included, is built on the reload thread, each in a heap of its
+/// own (crate::memory), and freed there: one thread's allocations, one place to give
+/// their memory back (bench/README.md, "Memory over reloads").
+///
+/// The watches exist before the first load, so a change made while it reads is seen;
+/// one made before the watches is caught by comparing the files with how they were read.
+pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> Result<ReloadHandle, SourceError> {
     let (sender, receiver) = mpsc::channel();
     let handle = ReloadHandle { sender: sender.clone() };
-    let mut watched = Watched::new(store.path(), sender);
-    match holder.current().as_ref() {
-        Some(snapshot) => {
-            watched.sync(snapshot.policy.inputs());
-            if snapshot.policy.changed_since_read() {
-                handle.trigger(Trigger::FileChanged);
-            }
-        }
-        None => handle.trigger(Trigger::FileChanged),
-    }
-    std::thread::Builder::new().name("envoi-reload".into()).spawn(move || {
-        let nice = thread_priority::ThreadPriorityValue::try_from(RELOAD_NICENESS)
-            .map(thread_priority::ThreadPriority::Crossplatform);
-        if let Ok(Err(e)) = nice.map(thread_priority::set_current_thread_priority) {
-            tracing::debug!("cannot lower the reload thread's priority: {e:?}");
-        }
-        while let Ok(first) = receiver.recv() {
-            let started = Instant::now();
-            let mut why = first;
-            loop {
-                let left = MAX_DELAY.saturating_sub(started.elapsed());
-                match receiver.recv_timeout(QUIET.min(left)) {
-                    Ok(more) if left > Duration::ZERO => why = if more == Trigger::Signal { more } else { why },
-                    Ok(_) | Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            }
-            match store.load() {
+    let mut watched = Watched::new(store.path(), sender.clone());
+    let (ready, first_load) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("envoi-reload".into())
+        .spawn(move || {
+            let heap = Heap::new();
+            let loaded = heap.run(|| store.load());
+            match loaded {
                 Ok(policy) => {
-                    watched.sync(policy.inputs());
-                    let changes = holder.current().as_ref().map(|old| {
-                        let diff = crate::policy::review::diff::diff(&old.policy, &policy);
-                        crate::policy::review::diff::summary(&diff)
-                    });
-                    tracing::info!(
-                        trigger = ?why,
-                        grants = policy.grant_count(),
-                        secrets = policy.secret_count(),
-                        changes = changes.as_deref().unwrap_or("first policy"),
-                        "policy reloaded"
-                    );
+                    tracing::info!(grants = policy.grant_count(), secrets = policy.secret_count(), path = %store.path().display(), "policy loaded");
                     log_warnings(&policy);
-                    holder.install(policy);
+                    watched.sync(policy.inputs());
+                    if policy.changed_since_read() {
+                        let _ = sender.send(Trigger::FileChanged);
+                    }
+                    holder.install_built(policy, Some(heap));
+                    let _ = ready.send(Ok(()));
                 }
                 Err(error) => {
-                    // Watch what the failed load tried to read, so a missing file's arrival is seen.
-                    watched.sync(&error.inputs);
-                    holder.record_failure();
-                    tracing::error!(trigger = ?why, failures = holder.failures(), "{error}; the last good policy keeps serving");
+                    let _ = ready.send(Err(error));
+                    return;
                 }
             }
+            drop(sender);
+            follow(&store, &holder, &mut watched, &receiver);
+        })
+        .map_err(SourceError::Thread)?;
+    match first_load.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => Err(SourceError::Thread(std::io::Error::other("the reload thread stopped"))),
+    }
+}
+
+/// The reload thread's loop: each trigger, once the files are quiet, loads the policy
+/// again and swaps it in if it loads.
+///
+/// The thread runs at the workers' priority. It ran at nice 10, so that answering came
+/// first; but under a fleet's start, both cores busy answering, a 100,000-workload
+/// reload then took tens of seconds and a revoked secret stayed served all that time
+/// (bench/README.md, "Fleet start"). At the same priority it takes its share of one
+/// core for about a second.
+fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, receiver: &mpsc::Receiver<Trigger>) {
+    while let Ok(first) = receiver.recv() {
+        let started = Instant::now();
+        let mut why = first;
+        loop {
+            let left = MAX_DELAY.saturating_sub(started.elapsed());
+            match receiver.recv_timeout(QUIET.min(left)) {
+                Ok(more) if left > Duration::ZERO => why = if more == Trigger::Signal { more } else { why },
+                Ok(_) | Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
-    })?;
-    Ok(handle)
+        let loading = Instant::now();
+        let heap = Heap::new();
+        let loaded = heap.run(|| store.load());
+        match loaded {
+            Ok(policy) => {
+                watched.sync(policy.inputs());
+                let changes = holder.current().as_ref().map(|old| {
+                    let diff = crate::policy::review::diff::diff(&old.policy, &policy);
+                    crate::policy::review::diff::summary(&diff)
+                });
+                tracing::info!(
+                    trigger = ?why,
+                    grants = policy.grant_count(),
+                    secrets = policy.secret_count(),
+                    changes = changes.as_deref().unwrap_or("first policy"),
+                    took_ms = loading.elapsed().as_millis() as u64,
+                    "policy reloaded"
+                );
+                log_warnings(&policy);
+                holder.install_built(policy, Some(heap));
+            }
+            Err(error) => {
+                // Watch what the failed load tried to read, so a missing file's arrival is seen.
+                watched.sync(&error.inputs);
+                holder.record_failure();
+                tracing::error!(trigger = ?why, failures = holder.failures(), "{error}; the last good policy keeps serving");
+            }
+        }
+    }
 }
 
 /// Logs what loaded but is likely a mistake.

@@ -111,11 +111,7 @@ impl PolicySource {
     pub fn start(self, holder: &Arc<PolicyHolder>) -> Result<Keeper, SourceError> {
         match self {
             Self::Toml(store) => {
-                let policy = store.load()?;
-                tracing::info!(grants = policy.grant_count(), secrets = policy.secret_count(), path = %store.path().display(), "policy loaded");
-                reload::log_warnings(&policy);
-                holder.install(policy);
-                let reload = reload::spawn(store, holder.clone()).map_err(SourceError::Thread)?;
+                let reload = reload::spawn(store, holder.clone())?;
                 Ok(Keeper {
                     tasks: Vec::new(),
                     reload: Some(reload),

@@ -41,6 +41,9 @@ pub(super) struct Compiler<'a> {
     pub(super) warnings: Vec<String>,
     /// "secret `NAME`", once per secret however many items name it.
     pub(super) origins: HashMap<String, Arc<str>>,
+    /// Every other text items repeat (ENV keys, FILE paths, inline origins), once each:
+    /// 100,000 grants name a few dozen of them.
+    pub(super) shared: ahash::HashSet<Arc<str>>,
 }
 
 /// Compiles documents as they come. A grant whose secrets are all defined already is
@@ -68,6 +71,7 @@ pub(super) fn compile_docs(
             })
             .collect(),
         origins: HashMap::new(),
+        shared: Default::default(),
         warnings: Vec::new(),
     };
     let mut syntax = Vec::new();
@@ -200,6 +204,16 @@ impl Compiler<'_> {
             }
         }
         true
+    }
+
+    /// `text`, shared with every other item that says the same.
+    pub(super) fn shared(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.shared.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.shared.insert(shared.clone());
+        shared
     }
 
     pub(super) fn secret_origin(&mut self, name: &str) -> Arc<str> {

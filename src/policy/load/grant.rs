@@ -47,15 +47,16 @@ impl Compiler<'_> {
                     self.named_secret(&format!("{what}: ENV {key}"), &name, &mut Vec::new()),
                 ),
                 EnvSpec::Inline(raw) => (
-                    Arc::from(inline_origin(&raw)),
+                    self.shared(&inline_origin(&raw)),
                     self.read_source(source, &format!("{what}: ENV {key}"), &key, &raw, &mut Vec::new()),
                 ),
             };
             if let Some(value) = value {
+                let target = Target::Env(self.shared(&key));
                 self.push_item(
                     &what,
                     &mut items,
-                    Target::Env(key.into()),
+                    target,
                     origin,
                     (value, shared),
                     FileAttributes::default(),
@@ -67,7 +68,7 @@ impl Compiler<'_> {
                 self.problems.push(format!("{what}: FILE path `{}` {why}", file.path));
                 continue;
             }
-            let target = Target::File(file.path.clone().into());
+            let target = Target::File(self.shared(&file.path));
             let attributes = self.file_attributes(&what, &target, &file);
             let inline = SourceSpec {
                 value: file.value,
@@ -84,7 +85,7 @@ impl Compiler<'_> {
                     self.named_secret(&format!("{what}: {target}"), &name, &mut Vec::new()),
                 ),
                 (None, true) => (
-                    Arc::from(inline_origin(&inline)),
+                    self.shared(&inline_origin(&inline)),
                     self.read_source(
                         source,
                         &format!("{what}: {target}"),

@@ -225,8 +225,12 @@ impl<'k> Loader<'k> {
 /// what an empty or truncated file, or a folder emptied by mistake, looks like, and
 /// serving it would answer every workload with nothing.
 fn compile(sources: &[Source], keyring: &Keyring) -> Result<Policy, PolicyError> {
+    // The parsed documents are garbage once compiled: kept apart from the policy, so that
+    // they leave no holes among its blocks (crate::memory).
+    let scratch = crate::memory::Heap::new();
     let docs = sources.iter().enumerate().map(|(index, source)| {
-        toml::from_str::<PolicyDoc>(&source.text.borrow())
+        scratch
+            .run(|| toml::from_str::<PolicyDoc>(&source.text.borrow()))
             .map(|doc| (index, doc))
             .map_err(|e| shape_problems(source, &e))
     });

@@ -211,8 +211,10 @@ fn stalled_handshakes_filling_every_slot_of_the_worker_do_not_keep_another_clien
     }
     let ws = Workspace::new();
     let server = start_tls_server(&ws, &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 4"));
-    // Four handshakes in flight fill the worker: two silent, two stalled mid-ClientHello.
+    // Four handshakes in flight fill the worker: two silent, two stalled mid-ClientHello,
+    // old enough to be taken for stalling.
     let mut stalled: Vec<TcpStream> = (0..4).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    std::thread::sleep(OLD_ENOUGH);
 
     // Another client is answered at once (curl gives up after 5 s; the stalled ones
     // would hold their slots for a minute)...
@@ -238,7 +240,9 @@ fn stalled_handshakes_from_one_address_push_out_only_their_own_oldest_beyond_the
         &ws,
         &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 100\nmax_tls_handshakes_per_address = 3"),
     );
-    let mut stalled: Vec<TcpStream> = (0..5).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    let mut stalled: Vec<TcpStream> = (0..3).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    std::thread::sleep(OLD_ENOUGH);
+    stalled.extend((3..5).map(|n| stalled_connection(server.port, n % 2 == 1)));
     // Five from 127.0.0.1 against a limit of three: the two oldest are closed.
     assert_closed_by_server(&mut stalled[0], Duration::from_secs(10), "the oldest of five");
     assert_closed_by_server(&mut stalled[1], Duration::from_secs(10), "the second oldest of five");
@@ -263,6 +267,39 @@ fn stalled_handshakes_from_one_address_push_out_only_their_own_oldest_beyond_the
         "curl from the stalled clients' address was not answered: {body}"
     );
     assert_closed_by_server(&mut stalled[2], Duration::from_secs(10), "the oldest left");
+}
+
+/// Longer than a handshake must have been in flight to be closed to make room.
+const OLD_ENOUGH: Duration = Duration::from_millis(700);
+
+/// Fails if the server closes `stream` or sends anything within `patience`.
+fn assert_still_open(stream: &mut TcpStream, patience: Duration, what: &str) {
+    stream.set_read_timeout(Some(patience)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match read_some(stream, &mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("{what}: closed or answered within {patience:?} ({other:?})"),
+    }
+}
+
+#[test]
+fn handshakes_over_the_per_address_limit_are_closed_only_once_old_enough_to_be_stalling() {
+    if !tools_present() {
+        return;
+    }
+    let ws = Workspace::new();
+    let server = start_tls_server(
+        &ws,
+        &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 100\nmax_tls_handshakes_per_address = 3"),
+    );
+    // Many workloads behind one address start at once: six handshakes in flight against a
+    // limit of three, all of them young. None is closed: they are a burst, not a stall.
+    let mut burst: Vec<TcpStream> = (0..6).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    assert_still_open(&mut burst[0], Duration::from_millis(300), "the oldest of a young burst");
+    // Once they are old, the next arrival from that address closes the oldest.
+    std::thread::sleep(OLD_ENOUGH);
+    let _late = stalled_connection(server.port, false);
+    assert_closed_by_server(&mut burst[0], Duration::from_secs(10), "the oldest, now stalling");
 }
 
 #[test]

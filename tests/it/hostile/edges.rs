@@ -281,3 +281,28 @@ fn pipelined_requests_get_their_own_answers_in_order() {
         serde_json::json!({"secrets": [{"type": "ENV", "key": "ROOT", "value": "admin-root-HOSTILE-c0de"}]})
     );
 }
+
+/// The queue of connections not yet accepted is as long as `server.backlog` says: a
+/// fleet starting at once overflowed std's 128, and each connection whose SYN was dropped
+/// waited a second for its retry. `ss` shows a listener's queue length as its Send-Q.
+#[test]
+fn the_listener_queues_as_many_connections_as_the_backlog_setting_says() {
+    let server = start_server_with(
+        LEEWAY as u64,
+        &Edges {
+            limits: Limits {
+                backlog: 777,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let port = server.addr.port();
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let queue: Vec<&str> = text.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
+    assert_eq!(queue, ["777"], "ss -ltn for port {port}:\n{text}");
+}
