@@ -8,18 +8,13 @@
 //! `envoi::tls::CertStore::server_config`, so whatever envoi's TLS setup is, the ceiling's
 //! is the same (only the listener differs: actix's rustls acceptor, not envoi's stage).
 
+#[path = "support/peer.rs"]
+mod peer;
+
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (positional, tls) = match args.iter().position(|a| a == "--tls") {
-        Some(at) if args.len() >= at + 3 => (args[..at].to_vec(), Some((args[at + 1].clone(), args[at + 2].clone()))),
-        Some(_) => {
-            eprintln!("usage: ceiling ADDRESS BODY_BYTES [WORKERS] [--tls CERT KEY]");
-            std::process::exit(2);
-        }
-        None => (args.clone(), None),
-    };
+    let (positional, tls) = peer::split_tls("ceiling ADDRESS BODY_BYTES [WORKERS] [--tls CERT KEY]");
     let address = positional.first().cloned().unwrap_or_else(|| "127.0.0.1:18090".into());
     let size: usize = positional.get(1).and_then(|s| s.parse().ok()).unwrap_or(400);
     let workers: usize = positional.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -41,12 +36,8 @@ fn main() -> std::io::Result<()> {
         if workers > 0 {
             server = server.workers(workers);
         }
-        match tls {
-            Some((cert, key)) => {
-                let store = envoi::tls::CertStore::load(cert.as_ref(), key.as_ref())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-                server.bind_rustls_0_23(&address, store.server_config())?.run().await
-            }
+        match peer::tls_config(tls)? {
+            Some(config) => server.bind_rustls_0_23(&address, config)?.run().await,
             None => server.bind(&address)?.run().await,
         }
     })

@@ -41,6 +41,9 @@
 //! so the server sees what it sees from fresh clients. `--fresh-key-shares` makes them in
 //! the handshake instead (rustls's own X25519, P-256 and P-384 offered).
 
+#[path = "support/pinned.rs"]
+mod pinned;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,15 +53,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{ActiveKeyExchange, CryptoProvider, SupportedKxGroup, WebPkiSupportedAlgorithms};
+use rustls::crypto::{ActiveKeyExchange, CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, NamedGroup};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
+
+use pinned::Pinned;
 
 const USAGE: &str = "usage: cold --addr HOST:PORT [--ca PEM [--verify pinned|nosig|webpki]] (--duration S | --burst N) [--concurrency C] [--threads T] [--sources K] [--secret S] [--policy N] [--tokens K] [--token T] [--expect STATUS] [--check-body|--no-check-body] [--pid PID] [--label L] [--warmup-ms MS] [--timeout-ms MS] [--tls12] [--reload-pid PID | --reload-file F] [--reload-after-ms MS] [--metrics URL] [--pregen K | --fresh-key-shares]";
 
@@ -295,64 +299,6 @@ impl SupportedKxGroup for KeyShares {
 
     fn name(&self) -> NamedGroup {
         NamedGroup::X25519
-    }
-}
-
-/// Accepts exactly the given certificates, with or without checking the handshake's
-/// signature against them.
-#[derive(Debug)]
-struct Pinned {
-    certs: Vec<CertificateDer<'static>>,
-    check_signature: bool,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if self.check_signature {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-        } else {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if self.check_signature {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-        } else {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 

@@ -8,6 +8,9 @@
 //! Usage: naive ADDRESS SECRET [WORKERS] [--tls CERT KEY]
 //! With `--tls`, HTTPS with envoi's own rustls configuration (`envoi::tls::CertStore`).
 
+#[path = "support/peer.rs"]
+mod peer;
+
 use actix_web::{http::header, web, App, HttpRequest, HttpResponse, HttpServer};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -112,15 +115,7 @@ async fn answer(request: HttpRequest, keys: web::Data<Keys>) -> HttpResponse {
 }
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (positional, tls) = match args.iter().position(|a| a == "--tls") {
-        Some(at) if args.len() >= at + 3 => (args[..at].to_vec(), Some((args[at + 1].clone(), args[at + 2].clone()))),
-        Some(_) => {
-            eprintln!("usage: naive ADDRESS SECRET [WORKERS] [--tls CERT KEY]");
-            std::process::exit(2);
-        }
-        None => (args.clone(), None),
-    };
+    let (positional, tls) = peer::split_tls("naive ADDRESS SECRET [WORKERS] [--tls CERT KEY]");
     let address = positional.first().cloned().unwrap_or_else(|| "127.0.0.1:18095".into());
     let Some(secret) = positional.get(1).cloned() else {
         eprintln!("usage: naive ADDRESS SECRET [WORKERS] [--tls CERT KEY]");
@@ -138,12 +133,8 @@ fn main() -> std::io::Result<()> {
         if workers > 0 {
             server = server.workers(workers);
         }
-        match tls {
-            Some((cert, key)) => {
-                let store = envoi::tls::CertStore::load(cert.as_ref(), key.as_ref())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-                server.bind_rustls_0_23(&address, store.server_config())?.run().await
-            }
+        match peer::tls_config(tls)? {
+            Some(config) => server.bind_rustls_0_23(&address, config)?.run().await,
             None => server.bind(&address)?.run().await,
         }
     })
