@@ -13,6 +13,9 @@ fn main() -> std::process::ExitCode {
     if !matches!(&cli.command, Command::Serve(args) if !args.dev) && !matches!(&cli.command, Command::Run(_)) {
         end_quietly_on_a_closed_pipe();
     }
+    if matches!(&cli.command, Command::Serve(_)) {
+        envoi::serve::hold_hangups();
+    }
     let result = envoi::commands::run(cli);
     envoi::telemetry::flush();
     match result {

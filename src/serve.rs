@@ -111,11 +111,38 @@ impl Assembly {
     }
 }
 
+/// Holds SIGHUP back, on this thread and every thread it starts, until [`on_hangup`]
+/// listens for it. Its default action ends the process: a SIGHUP sent while `serve` was
+/// still loading a large policy (a config reloader, an operator) stopped the server
+/// before it ever served. Held, it waits, and is then taken as a reload. Call it first,
+/// before any thread starts (the log's, say): a signal goes to any thread that does not
+/// hold it back.
+pub fn hold_hangups() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let hangup = SigSet::from(Signal::SIGHUP);
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&hangup), None) {
+        tracing::debug!("cannot hold SIGHUP back while starting: {e}");
+    }
+}
+
+/// Lets SIGHUP through to this thread again, one held back included.
+fn release_hangups() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let hangup = SigSet::from(Signal::SIGHUP);
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&hangup), None) {
+        tracing::error!("cannot listen for SIGHUP: {e}");
+    }
+}
+
 /// SIGHUP reloads the policy where its source does and re-reads the TLS certificate,
 /// as daemons do.
 async fn on_hangup(keeper: Keeper, certs: Option<Arc<CertStore>>) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
+    let listening = signal(SignalKind::hangup());
+    // The handler is in place: a SIGHUP held back while starting arrives now. This task
+    // runs on the thread that held it back (the server's own, `Assembly::run`'s).
+    release_hangups();
+    match listening {
         Ok(mut hangups) => {
             while hangups.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading");

@@ -246,3 +246,52 @@ async fn a_policy_file_moved_in_from_another_folder_is_served() {
     std::fs::rename(&staged, &policy).unwrap();
     wait_for_p(&server, &serde_json::from_str(&simple_answer("two")).unwrap(), at).await;
 }
+
+/// A SIGHUP that arrives while `serve` is still loading its first policy (a config
+/// reloader, an operator, a second deploy step) is held until the server listens for it,
+/// then taken as a reload; its default action used to end the process before it served.
+#[tokio::test]
+async fn a_sighup_during_the_first_load_is_a_reload_once_serving_not_the_end() {
+    let ws = Workspace::new();
+    // Large enough that loading takes a while: the signal is sent during it.
+    let mut policy =
+        String::from("[secrets.v]\nvalue = \"held-hup-5c1e\"\n\n[[grants]]\nproject = \"p\"\nenv = { V = \"v\" }\n");
+    for n in 0..20_000 {
+        policy.push_str(&format!(
+            "\n[[grants]]\nproject = \"q{n}\"\nid = \"w{n}\"\nenv = {{ A = \"v\", B = {{ value = \"b{n}\" }} }}\n"
+        ));
+    }
+    ws.write("policy.toml", &policy);
+    let config = ws.config("policy.toml", &[]);
+    let healthy = |server: &Server| {
+        crate::support::raw_http::get(server.address(), "/healthz", None, Duration::from_secs(1))
+            .is_ok_and(|answer| answer.status == 200)
+    };
+    let started = Instant::now();
+    let sent = std::cell::Cell::new(false);
+    let mut server = Server::launch(ws.path())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("ENVOI__LOG__FORMAT", "json")
+        .env("ENVOI__LOG__LEVEL", "info")
+        .ready_when(|server| {
+            if !sent.get() && started.elapsed() >= Duration::from_millis(150) {
+                // Only meaningful while the first policy is still loading.
+                assert!(!healthy(server), "the policy loaded within 150 ms: make it larger");
+                server.signal("HUP");
+                sent.set(true);
+            }
+            sent.get() && healthy(server)
+        })
+        .start();
+    assert!(server.is_running(), "{}", server.diagnostics());
+    assert_eq!(
+        answer_p(&server).await,
+        json!({"secrets": [{"type": "ENV", "key": "V", "value": "held-hup-5c1e"}]})
+    );
+    server
+        .wait_for_log(Duration::from_secs(60), "the held SIGHUP taken as a reload", |l| {
+            message(l) == "policy reloaded" && (l["trigger"] == "Signal" || l["fields"]["trigger"] == "Signal")
+        })
+        .await;
+}
