@@ -36,7 +36,7 @@
 # dockerd it started (and its containerd and shims if they outlive it), unmounts whatever
 # is still mounted under its folder, and removes the folder. Re-running starts afresh.
 #
-# A run takes 15 to 20 minutes on 2 shared cores, most of it the fat-LTO release build
+# A run takes 6 minutes on 2 quiet cores, 15 to 20 on shared ones, most of it the fat-LTO release build
 # inside the builder: too long for CI (.ci/run does not run it). README.md, "Docker",
 # has the measured figures.
 #
