@@ -39,10 +39,8 @@ pub(super) struct Compiler<'a> {
     pub(super) seen: Vec<(PathBuf, Fingerprint)>,
     /// What loads but is likely a mistake; never a value.
     pub(super) warnings: Vec<String>,
-    /// "secret `NAME`", once per secret however many items name it.
-    pub(super) origins: HashMap<String, Arc<str>>,
-    /// Every other text items repeat (ENV keys, FILE paths, inline origins), once each:
-    /// 100,000 grants name a few dozen of them.
+    /// The texts items repeat (ENV keys, FILE paths, origins: "secret `NAME`"), once
+    /// each: 100,000 grants name far fewer than they have items.
     pub(super) shared: ahash::HashSet<Arc<str>>,
 }
 
@@ -70,7 +68,6 @@ pub(super) fn compile_docs(
                 s.folder.clone().into_iter().chain(file)
             })
             .collect(),
-        origins: HashMap::new(),
         shared: Default::default(),
         warnings: Vec::new(),
     };
@@ -217,12 +214,7 @@ impl Compiler<'_> {
     }
 
     pub(super) fn secret_origin(&mut self, name: &str) -> Arc<str> {
-        if let Some(origin) = self.origins.get(name) {
-            return origin.clone();
-        }
-        let origin: Arc<str> = Arc::from(format!("secret `{name}`"));
-        self.origins.insert(name.to_owned(), origin.clone());
-        origin
+        self.shared(&format!("secret `{name}`"))
     }
 
     /// Resolves a named secret (and, for a template, those it names), once.

@@ -177,6 +177,20 @@ fn stalled_connection(port: u16, partial_hello: bool) -> TcpStream {
     stream
 }
 
+/// `count` connections stalled in the handshake, alternately silent and mid-ClientHello.
+fn stalled_connections(port: u16, count: usize) -> Vec<TcpStream> {
+    (0..count).map(|n| stalled_connection(port, n % 2 == 1)).collect()
+}
+
+/// A server whose handshakes do not time out within a test, with room for 100 handshakes
+/// in flight per worker and 3 per client address.
+fn three_per_address_server(ws: &Workspace) -> TlsServer {
+    start_tls_server(
+        ws,
+        &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 100\nmax_tls_handshakes_per_address = 3"),
+    )
+}
+
 /// Waits for the server to close `stream` (end of file or a reset); a connection still
 /// open after `patience` fails the test.
 fn assert_closed_by_server(stream: &mut TcpStream, patience: Duration, what: &str) {
@@ -213,7 +227,7 @@ fn stalled_handshakes_filling_every_slot_of_the_worker_do_not_keep_another_clien
     let server = start_tls_server(&ws, &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 4"));
     // Four handshakes in flight fill the worker: two silent, two stalled mid-ClientHello,
     // old enough to be taken for stalling.
-    let mut stalled: Vec<TcpStream> = (0..4).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    let mut stalled: Vec<TcpStream> = stalled_connections(server.port, 4);
     std::thread::sleep(OLD_ENOUGH);
 
     // Another client is answered at once (curl gives up after 5 s; the stalled ones
@@ -236,13 +250,10 @@ fn stalled_handshakes_from_one_address_push_out_only_their_own_oldest_beyond_the
         return;
     }
     let ws = Workspace::new();
-    let server = start_tls_server(
-        &ws,
-        &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 100\nmax_tls_handshakes_per_address = 3"),
-    );
-    let mut stalled: Vec<TcpStream> = (0..3).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    let server = three_per_address_server(&ws);
+    let mut stalled: Vec<TcpStream> = stalled_connections(server.port, 3);
     std::thread::sleep(OLD_ENOUGH);
-    stalled.extend((3..5).map(|n| stalled_connection(server.port, n % 2 == 1)));
+    stalled.extend(stalled_connections(server.port, 2));
     // Five from 127.0.0.1 against a limit of three: the two oldest are closed.
     assert_closed_by_server(&mut stalled[0], Duration::from_secs(10), "the oldest of five");
     assert_closed_by_server(&mut stalled[1], Duration::from_secs(10), "the second oldest of five");
@@ -288,13 +299,10 @@ fn handshakes_over_the_per_address_limit_are_closed_only_once_old_enough_to_be_s
         return;
     }
     let ws = Workspace::new();
-    let server = start_tls_server(
-        &ws,
-        &format!("{LONG_HANDSHAKE_TIMEOUT}\nmax_tls_handshakes = 100\nmax_tls_handshakes_per_address = 3"),
-    );
+    let server = three_per_address_server(&ws);
     // Many workloads behind one address start at once: six handshakes in flight against a
     // limit of three, all of them young. None is closed: they are a burst, not a stall.
-    let mut burst: Vec<TcpStream> = (0..6).map(|n| stalled_connection(server.port, n % 2 == 1)).collect();
+    let mut burst: Vec<TcpStream> = stalled_connections(server.port, 6);
     assert_still_open(&mut burst[0], Duration::from_millis(300), "the oldest of a young burst");
     // Once they are old, the next arrival from that address closes the oldest.
     std::thread::sleep(OLD_ENOUGH);
