@@ -12,8 +12,7 @@ use std::fmt;
 pub const MAX_CLAIM_LEN: usize = 256;
 
 /// The workload a verified token names: project, type and id, each a non-empty string
-/// without control characters. Held as one `project\0type\0id` string so that the policy
-/// index can look a workload up without building a key.
+/// without control characters. Held as one `project\0type\0id` string: one allocation.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Workload {
     key: String,

@@ -166,7 +166,7 @@ fn counts(policy: &Policy) -> Counts {
 fn grant_items(grant: &Grant) -> GrantItems {
     GrantItems {
         grant: grant.into(),
-        items: grant.items.iter().map(|i| (&i.target).into()).collect(),
+        items: grant.items.iter().map(|i| i.target().into()).collect(),
     }
 }
 

@@ -104,8 +104,8 @@ impl WorkloadReport {
             .explain(workload)
             .into_iter()
             .map(|entry| ItemReport {
-                target: (&entry.item.target).into(),
-                origin: entry.item.origin.to_string(),
+                target: entry.item.target().into(),
+                origin: entry.item.origin().to_string(),
                 grant: entry.grant.into(),
                 overrides: entry.overridden.iter().map(|g| (*g).into()).collect(),
                 value: show_values.then(|| shown_value(entry.item, workload).0),

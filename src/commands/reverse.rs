@@ -61,7 +61,7 @@ pub(super) fn explain_secret(settings: &Settings, name: &str, format: OutputForm
         .into_iter()
         .map(|giving| GivenBy {
             grant: giving.grant.into(),
-            target: (&giving.item.target).into(),
+            target: giving.item.target().into(),
             via: giving.via,
             overridden_by: giving
                 .overridden_by

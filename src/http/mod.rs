@@ -123,11 +123,11 @@ struct AuditNames<'a, 'p>(&'a crate::policy::Answer<'p>);
 impl std::fmt::Display for AuditNames<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = self.0.items().map(|item| {
-            let kind = match &item.target {
+            let kind = match item.target() {
                 crate::policy::Target::Env(_) => "ENV:",
                 crate::policy::Target::File(_) => "FILE:",
             };
-            [kind, item.target.name()]
+            [kind, item.target().name()]
         });
         crate::telemetry::write_names(f, names)
     }

@@ -1,65 +1,102 @@
 //! The compiled policy's lookup tables, shared between snapshots: a patch (one change
 //! from the Postgres store's log) copies the few shards it touches and shares the rest,
 //! so that a change to a policy of 100,000 grants costs what the change touches.
+//!
+//! A table holds its grants and nothing else: the key a grant is filed under is read
+//! from the grant itself, not copied beside it. At 100,000 workloads a copied
+//! `project\0type\0id` key and a one-entry array per workload were 8 MiB of the 100 MiB
+//! a policy held (bench/README.md, memory).
 
-use std::hash::Hash;
 use std::sync::Arc;
 
-use ahash::{HashMap, HashMapExt as _, RandomState};
+use ahash::RandomState;
+use hashbrown::hash_table::{Entry as Place, HashTable};
 
 use super::Grant;
+use crate::auth::Workload;
 
 /// How many shards a map is cut into. A patch copies a shard it changes, so at 100,000
 /// keys it copies a few hundred entries (pointers), not 100,000.
 const SHARDS: usize = 256;
 
-/// A hash map cut into shards behind `Arc`s: cloning it clones 256 pointers, and a write
-/// copies only the shard it lands in (copy-on-write).
+/// What a table is looked up by: a workload's three names, or one name (the others
+/// empty, which no name is).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct Key<'a>(&'a str, &'a str, &'a str);
+
+impl<'a> Key<'a> {
+    fn name(name: &'a str) -> Self {
+        Self(name, "", "")
+    }
+}
+
+/// A value that knows the key it is filed under.
+pub(super) trait Keyed {
+    fn key(&self) -> Key<'_>;
+}
+
+/// A hash table cut into shards behind `Arc`s: cloning it clones 256 pointers, and a
+/// write copies only the shard it lands in (copy-on-write).
 #[derive(Clone)]
 pub(super) struct CowMap<V> {
     hasher: RandomState,
-    shards: Arc<[Arc<Shard<V>>]>,
+    shards: Arc<[Arc<HashTable<V>>]>,
 }
 
-type Shard<V> = HashMap<Arc<str>, V>;
-
-impl<V: Clone> CowMap<V> {
+impl<V: Clone + Keyed> CowMap<V> {
     pub(super) fn new() -> Self {
         Self {
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
         }
     }
 
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        // The top bits: the shard's own table uses the low ones of its own hash.
-        (self.hasher.hash_one(key) >> 56) as usize % SHARDS
+    fn hash(&self, key: Key<'_>) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&V> {
-        self.shards[self.shard_of(key)].get(key)
+    fn shard_of(hash: u64) -> usize {
+        // The top bits: the shard's own table uses the low ones.
+        (hash >> 56) as usize % SHARDS
     }
 
-    /// The shard `key` lands in, made this map's own (copied if shared).
-    fn shard_mut(&mut self, key: &str) -> &mut Shard<V> {
-        let index = self.shard_of(key);
+    pub(super) fn get(&self, key: Key<'_>) -> Option<&V> {
+        let hash = self.hash(key);
+        self.shards[Self::shard_of(hash)].find(hash, |v| v.key() == key)
+    }
+
+    /// The shard `hash` lands in, made this map's own (copied if shared).
+    fn shard_mut(&mut self, hash: u64) -> &mut HashTable<V> {
         if Arc::get_mut(&mut self.shards).is_none() {
             self.shards = self.shards.iter().cloned().collect();
         }
         let shards = Arc::get_mut(&mut self.shards).expect("this map's own");
-        Arc::make_mut(&mut shards[index])
+        Arc::make_mut(&mut shards[Self::shard_of(hash)])
     }
 
-    pub(super) fn insert(&mut self, key: Arc<str>, value: V) {
-        self.shard_mut(&key).insert(key, value);
+    /// Files `value` under its key, in place of what was there.
+    pub(super) fn insert(&mut self, value: V) {
+        let hasher = self.hasher.clone();
+        let hash = self.hash(value.key());
+        let shard = self.shard_mut(hash);
+        match shard.entry(hash, |v| v.key() == value.key(), |v| hasher.hash_one(v.key())) {
+            Place::Occupied(mut held) => *held.get_mut() = value,
+            Place::Vacant(empty) => {
+                empty.insert(value);
+            }
+        }
     }
 
-    pub(super) fn remove(&mut self, key: &str) -> Option<V> {
-        self.shard_mut(key).remove(key)
+    pub(super) fn remove(&mut self, key: Key<'_>) -> Option<V> {
+        let hash = self.hash(key);
+        // Not made this map's own unless there is something to take out.
+        self.get(key)?;
+        let found = self.shard_mut(hash).find_entry(hash, |v| v.key() == key).ok()?;
+        Some(found.remove().0)
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(|shard| shard.values())
+        self.shards.iter().flat_map(|shard| shard.iter())
     }
 }
 
@@ -71,72 +108,120 @@ pub(super) struct Entry {
     pub(super) grant: Arc<Grant>,
 }
 
+/// A named grant, filed by its name.
+impl Keyed for Entry {
+    fn key(&self) -> Key<'_> {
+        Key::name(self.grant.name.as_deref().expect("only named grants are filed by name"))
+    }
+}
+
+/// The grants filed under one key, in policy order; most keys have one.
+#[derive(Clone)]
+pub(super) enum Entries {
+    One(Entry),
+    Many(Arc<[Entry]>),
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [Entry];
+    fn deref(&self) -> &[Entry] {
+        match self {
+            Self::One(entry) => std::slice::from_ref(entry),
+            Self::Many(entries) => entries,
+        }
+    }
+}
+
+impl Entries {
+    /// `None` for no entries: a key with none is not filed.
+    fn of(mut entries: Vec<Entry>) -> Option<Self> {
+        match entries.len() {
+            0 => None,
+            1 => entries.pop().map(Self::One),
+            _ => Some(Self::Many(entries.into())),
+        }
+    }
+}
+
+/// Filed under the key of their grants, which all have the same one.
+impl Keyed for Entries {
+    fn key(&self) -> Key<'_> {
+        filed_key(&self[0].grant)
+    }
+}
+
+/// The key `grant` is filed under in its table: its three names, or its project.
+fn filed_key(grant: &Grant) -> Key<'_> {
+    fn field(pattern: &super::Pattern) -> &str {
+        pattern.exact().unwrap_or_default()
+    }
+    let selector = &grant.selector;
+    match slot(grant) {
+        Slot::Exact => Key(field(&selector.project), field(&selector.kind), field(&selector.id)),
+        Slot::Project | Slot::General => Key::name(field(&selector.project)),
+    }
+}
+
 /// The grants, indexed by what a workload is looked up by.
 #[derive(Clone)]
 pub(super) struct GrantIndex {
-    /// Grants whose three fields are exact, by `project\0type\0id`.
-    exact: CowMap<Arc<[Entry]>>,
+    /// Grants whose three fields are exact, by those three.
+    exact: CowMap<Entries>,
     /// Grants with an exact project but a pattern for type or id.
-    by_project: CowMap<Arc<[Entry]>>,
+    by_project: CowMap<Entries>,
     /// Grants whose project is a pattern: tried against every workload.
     general: Arc<[Entry]>,
     /// Named grants by name, for a patch to find what it replaces.
-    named: CowMap<(u64, Slot)>,
+    named: CowMap<Entry>,
     count: usize,
     next_order: u64,
 }
 
-/// Where a grant is filed.
-#[derive(Clone)]
+/// Which table a grant is filed in.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
-    Exact(Arc<str>),
-    Project(Arc<str>),
+    Exact,
+    Project,
     General,
 }
 
 fn slot(grant: &Grant) -> Slot {
-    if let Some(key) = grant.selector.exact_key() {
-        Slot::Exact(key.into())
-    } else if let Some(project) = grant.selector.project.exact() {
-        Slot::Project(project.into())
-    } else {
-        Slot::General
+    let selector = &grant.selector;
+    match (selector.project.exact(), selector.kind.exact(), selector.id.exact()) {
+        (Some(_), Some(_), Some(_)) => Slot::Exact,
+        (Some(_), _, _) => Slot::Project,
+        _ => Slot::General,
     }
 }
 
 impl GrantIndex {
     pub(super) fn new(grants: Vec<Grant>) -> Self {
-        let mut exact: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
-        let mut by_project: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
-        let mut general = Vec::new();
-        let mut named = CowMap::new();
         let count = grants.len();
-        for (order, grant) in grants.into_iter().enumerate() {
-            let order = order as u64;
-            let place = slot(&grant);
-            if let Some(name) = &grant.name {
-                named.insert(Arc::from(&**name), (order, place.clone()));
-            }
-            let entry = Entry {
-                order,
+        let entries: Vec<Entry> = grants
+            .into_iter()
+            .enumerate()
+            .map(|(order, grant)| Entry {
+                order: order as u64,
                 grant: Arc::new(grant),
-            };
-            match place {
-                Slot::Exact(key) => exact.entry(key).or_default().push(entry),
-                Slot::Project(key) => by_project.entry(key).or_default().push(entry),
+            })
+            .collect();
+        let mut named = CowMap::new();
+        for entry in entries.iter().filter(|e| e.grant.name.is_some()) {
+            named.insert(entry.clone());
+        }
+        let mut exact = Vec::new();
+        let mut by_project = Vec::new();
+        let mut general = Vec::new();
+        for entry in entries {
+            match slot(&entry.grant) {
+                Slot::Exact => exact.push(entry),
+                Slot::Project => by_project.push(entry),
                 Slot::General => general.push(entry),
             }
         }
-        let shard = |map: HashMap<Arc<str>, Vec<Entry>>| {
-            let mut shared = CowMap::new();
-            for (key, entries) in map {
-                shared.insert(key, entries.into());
-            }
-            shared
-        };
         Self {
-            exact: shard(exact),
-            by_project: shard(by_project),
+            exact: filed(exact),
+            by_project: filed(by_project),
             general: general.into(),
             named,
             count,
@@ -148,14 +233,20 @@ impl GrantIndex {
         self.count
     }
 
-    /// Grants with this exact `project\0type\0id`.
-    pub(super) fn exact(&self, key: &str) -> &[Entry] {
-        self.exact.get(key).map(|e| &e[..]).unwrap_or_default()
+    /// Grants with exactly this workload's three names.
+    pub(super) fn exact(&self, workload: &Workload) -> &[Entry] {
+        self.exact
+            .get(Key(workload.project(), workload.kind(), workload.id()))
+            .map(|e| &e[..])
+            .unwrap_or_default()
     }
 
     /// Grants with this exact project and a pattern for type or id.
     pub(super) fn project(&self, project: &str) -> &[Entry] {
-        self.by_project.get(project).map(|e| &e[..]).unwrap_or_default()
+        self.by_project
+            .get(Key::name(project))
+            .map(|e| &e[..])
+            .unwrap_or_default()
     }
 
     pub(super) fn general(&self) -> &[Entry] {
@@ -171,31 +262,31 @@ impl GrantIndex {
             .chain(self.general.iter())
     }
 
+    /// The table `grant` is filed in, or `None` for the general list.
+    fn table_mut(&mut self, grant: &Grant) -> Option<&mut CowMap<Entries>> {
+        match slot(grant) {
+            Slot::Exact => Some(&mut self.exact),
+            Slot::Project => Some(&mut self.by_project),
+            Slot::General => None,
+        }
+    }
+
     /// Removes the grant named `name`; whether there was one.
     pub(super) fn remove(&mut self, name: &str) -> bool {
-        let Some((order, place)) = self.named.remove(name) else {
+        let Some(named) = self.named.remove(Key::name(name)) else {
             return false;
         };
         let without =
-            |entries: &[Entry]| -> Arc<[Entry]> { entries.iter().filter(|e| e.order != order).cloned().collect() };
-        match place {
-            Slot::Exact(key) => {
-                let kept = without(self.exact(&key));
-                if kept.is_empty() {
-                    self.exact.remove(&key);
-                } else {
-                    self.exact.insert(key, kept);
+            |entries: &[Entry]| -> Vec<Entry> { entries.iter().filter(|e| e.order != named.order).cloned().collect() };
+        match self.table_mut(&named.grant) {
+            Some(table) => {
+                if let Some(held) = table.remove(filed_key(&named.grant)) {
+                    if let Some(kept) = Entries::of(without(&held)) {
+                        table.insert(kept);
+                    }
                 }
             }
-            Slot::Project(key) => {
-                let kept = without(self.project(&key));
-                if kept.is_empty() {
-                    self.by_project.remove(&key);
-                } else {
-                    self.by_project.insert(key, kept);
-                }
-            }
-            Slot::General => self.general = without(&self.general),
+            None => self.general = without(&self.general).into(),
         }
         self.count -= 1;
         true
@@ -203,57 +294,180 @@ impl GrantIndex {
 
     /// Adds `grant` after every grant already held.
     pub(super) fn add(&mut self, grant: Arc<Grant>) {
-        let order = self.next_order;
-        self.next_order += 1;
-        let place = slot(&grant);
-        if let Some(name) = &grant.name {
-            self.named.insert(Arc::from(&**name), (order, place.clone()));
-        }
-        let entry = Entry { order, grant };
-        let with = |entries: &[Entry], entry: Entry| -> Arc<[Entry]> {
-            entries.iter().cloned().chain(std::iter::once(entry)).collect()
+        let entry = Entry {
+            order: self.next_order,
+            grant,
         };
-        match place {
-            Slot::Exact(key) => {
-                let entries = with(self.exact(&key), entry);
-                self.exact.insert(key, entries);
+        self.next_order += 1;
+        if entry.grant.name.is_some() {
+            self.named.insert(entry.clone());
+        }
+        match self.table_mut(&entry.grant) {
+            Some(table) => {
+                let held = table.get(filed_key(&entry.grant));
+                let mut entries: Vec<Entry> = held.map(|held| held.to_vec()).unwrap_or_default();
+                entries.push(entry);
+                table.insert(Entries::of(entries).expect("one at least"));
             }
-            Slot::Project(key) => {
-                let entries = with(self.project(&key), entry);
-                self.by_project.insert(key, entries);
-            }
-            Slot::General => self.general = with(&self.general, entry),
+            None => self.general = self.general.iter().cloned().chain(std::iter::once(entry)).collect(),
         }
         self.count += 1;
     }
 }
 
+/// A table of `entries` (in policy order) by their key.
+fn filed(mut entries: Vec<Entry>) -> CowMap<Entries> {
+    // Grouped by key without a copy of any key: sorted by it, a stable sort keeping
+    // policy order within a key.
+    entries.sort_by(|a, b| filed_key(&a.grant).cmp(&filed_key(&b.grant)));
+    let mut table = CowMap::new();
+    let mut run: Vec<Entry> = Vec::new();
+    for entry in entries {
+        let same = run
+            .last()
+            .is_some_and(|last| filed_key(&last.grant) == filed_key(&entry.grant));
+        if !same {
+            if let Some(done) = Entries::of(std::mem::take(&mut run)) {
+                table.insert(done);
+            }
+        }
+        run.push(entry);
+    }
+    if let Some(done) = Entries::of(run) {
+        table.insert(done);
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CowMap;
-    use std::sync::Arc;
+    use super::{CowMap, Key, Keyed};
+
+    #[derive(Clone)]
+    struct Named(String, u32);
+
+    impl Keyed for Named {
+        fn key(&self) -> Key<'_> {
+            Key::name(&self.0)
+        }
+    }
 
     #[test]
     fn a_clone_written_to_leaves_the_original_as_it_was_and_shares_the_other_shards() {
-        let mut original: CowMap<u32> = CowMap::new();
+        let mut original: CowMap<Named> = CowMap::new();
         for n in 0..10_000u32 {
-            original.insert(Arc::from(n.to_string()), n);
+            original.insert(Named(n.to_string(), n));
         }
         let mut patched = original.clone();
-        patched.insert(Arc::from("new"), 1);
-        patched.remove("42");
-        *patched.shard_mut("7") = Default::default();
-        assert_eq!(original.get("42"), Some(&42));
-        assert_eq!(original.get("new"), None);
+        patched.insert(Named("new".into(), 1));
+        patched.remove(Key::name("42"));
+        patched.insert(Named("7".into(), 70));
+        let get = |map: &CowMap<Named>, name: &str| map.get(Key::name(name)).map(|v| v.1);
+        assert_eq!(get(&original, "42"), Some(42));
+        assert_eq!(get(&original, "new"), None);
+        assert_eq!(get(&original, "7"), Some(7));
         assert_eq!(original.values().count(), 10_000);
-        assert_eq!(patched.get("42"), None);
-        assert_eq!(patched.get("new"), Some(&1));
+        assert_eq!(get(&patched, "42"), None);
+        assert_eq!(get(&patched, "new"), Some(1));
+        assert_eq!(get(&patched, "7"), Some(70));
+        assert_eq!(patched.values().count(), 10_000);
         let shared = original
             .shards
             .iter()
             .zip(patched.shards.iter())
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .filter(|(a, b)| std::sync::Arc::ptr_eq(a, b))
             .count();
         assert!(shared >= super::SHARDS - 3, "only {shared} shards shared");
+    }
+}
+
+#[cfg(test)]
+mod patches {
+    use crate::auth::Workload;
+    use crate::policy::{load_str, Policy};
+
+    fn given(policy: &Policy, workload: &Workload) -> Vec<String> {
+        let answer = policy.answer(workload);
+        let mut body = Vec::new();
+        answer.write_json(workload, &mut body);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        json["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| format!("{}={}", item["key"].as_str().unwrap(), item["value"].as_str().unwrap()))
+            .collect()
+    }
+
+    const POLICY: &str = r#"
+        [[grants]]
+        name = "a"
+        project = "p"
+        type = "service"
+        id = "web"
+        env = { A = { value = "1" } }
+
+        [[grants]]
+        project = "p"
+        type = "service"
+        id = "web"
+        env = { B = { value = "2" } }
+
+        [[grants]]
+        name = "proj"
+        project = "p"
+        env = { P = { value = "3" } }
+
+        [[grants]]
+        name = "all"
+        env = { G = { value = "4" } }
+    "#;
+
+    #[test]
+    fn grants_filed_under_one_key_are_all_found_and_a_patch_replaces_only_the_one_named() {
+        let policy = load_str("policy.toml", POLICY, None).unwrap();
+        let web = Workload::new("p", "service", "web").unwrap();
+        let other = Workload::new("p", "job", "web").unwrap();
+        assert_eq!(given(&policy, &web), ["A=1", "B=2", "G=4", "P=3"]);
+        assert_eq!(given(&policy, &other), ["G=4", "P=3"]);
+
+        let added = load_str(
+            "patch",
+            r#"
+            [[grants]]
+            name = "a"
+            project = "p"
+            type = "service"
+            id = "web"
+            env = { A = { value = "10" } }
+
+            [[grants]]
+            name = "more"
+            project = "p"
+            type = "job"
+            env = { J = { value = "5" } }
+            "#,
+            None,
+        )
+        .unwrap();
+        let patched = policy.patched(["proj", "all"], added, 0);
+        assert_eq!(given(&patched, &web), ["A=10", "B=2"]);
+        assert_eq!(given(&patched, &other), ["J=5"]);
+        assert_eq!(patched.grant_count(), 3);
+        // The policy patched is left as it was.
+        assert_eq!(given(&policy, &web), ["A=1", "B=2", "G=4", "P=3"]);
+        assert_eq!(policy.grant_count(), 4);
+
+        let emptied = patched.patched(
+            ["a"],
+            load_str(
+                "none",
+                "[[grants]]\nname = \"x\"\nid = \"nobody\"\nenv = { X = { value = \"0\" } }\n",
+                None,
+            )
+            .unwrap(),
+            0,
+        );
+        assert_eq!(given(&emptied, &web), ["B=2"]);
     }
 }

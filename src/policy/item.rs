@@ -127,14 +127,17 @@ pub struct FileAttributes {
     pub permissions: Option<Permissions>,
 }
 
-/// One ENV or FILE item of a grant, with its value and its wire form.
-pub struct Item {
-    pub target: Target,
+/// One ENV or FILE item of a grant: where it lands, where its value comes from, and its
+/// wire form. A pointer: the items that say the same thing are one allocation, because a
+/// fleet's grants give the same secret under the same name over and over (the 100k
+/// policy's 273,000 items are 110,000 distinct ones; bench/README.md, memory).
+#[derive(Clone)]
+pub struct Item(Arc<ItemData>);
+
+struct ItemData {
+    target: Target,
     /// Where the value comes from, for `explain`: "secret `db_password`", "inline env `X`"...
-    pub origin: Arc<str>,
-    /// The value where it is cheap to keep: a shared secret or a template. An inline
-    /// value lives only in the wire JSON and is read back from it for `explain`.
-    value: Option<Value>,
+    origin: Arc<str>,
     wire: Wire,
 }
 
@@ -145,6 +148,7 @@ enum Wire {
     Dynamic(Box<DynamicWire>),
 }
 
+#[derive(PartialEq, Eq)]
 struct DynamicWire {
     prefix: WireBytes,
     template: Template,
@@ -153,6 +157,7 @@ struct DynamicWire {
 }
 
 /// JSON that holds a value: one allocation, wiped on drop, never printed.
+#[derive(PartialEq, Eq)]
 struct WireBytes(Zeroizing<Box<[u8]>>);
 
 impl WireBytes {
@@ -172,8 +177,8 @@ impl WireBytes {
 impl fmt::Debug for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Item")
-            .field("target", &self.target)
-            .field("origin", &self.origin)
+            .field("target", &self.0.target)
+            .field("origin", &self.0.origin)
             .finish_non_exhaustive()
     }
 }
@@ -186,15 +191,7 @@ const MARKER: &str = "\u{1}envoi-value\u{1}";
 impl Item {
     /// Renders an item. An ENV value must be UTF-8; a FILE value that is not is sent
     /// base64 unless the policy asked for UTF-8, which is then an error.
-    /// `shared`: the value is a named secret's, held elsewhere anyway.
-    pub fn new(
-        target: Target,
-        origin: Arc<str>,
-        value: Value,
-        shared: bool,
-        attributes: FileAttributes,
-    ) -> Result<Self, String> {
-        let shared = shared || matches!(value, Value::Template(_));
+    pub fn new(target: Target, origin: Arc<str>, value: Value, attributes: FileAttributes) -> Result<Self, String> {
         let utf8 = match &value {
             Value::Static(bytes) => std::str::from_utf8(bytes.expose()).is_ok(),
             Value::Template(template) => template.is_utf8(),
@@ -235,18 +232,21 @@ impl Item {
                 }))
             }
         };
-        let value = shared.then_some(value);
-        Ok(Self {
-            target,
-            origin,
-            value,
-            wire,
-        })
+        Ok(Self(Arc::new(ItemData { target, origin, wire })))
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.0.target
+    }
+
+    /// Where the value comes from: "secret `db_password`", "inline env `X`"...
+    pub fn origin(&self) -> &str {
+        &self.0.origin
     }
 
     /// Appends the item as JSON for `workload`.
     pub fn write_json(&self, workload: &Workload, out: &mut Vec<u8>) {
-        match &self.wire {
+        match &self.0.wire {
             Wire::Static(json) => out.extend_from_slice(json.expose()),
             Wire::Dynamic(dynamic) => {
                 let DynamicWire {
@@ -278,7 +278,7 @@ impl Item {
 
     /// Equal for two items exactly when they give every workload the same bytes.
     pub fn identity(&self) -> Cow<'_, [u8]> {
-        match &self.wire {
+        match &self.0.wire {
             Wire::Static(json) => Cow::Borrowed(json.expose()),
             Wire::Dynamic(dynamic) => {
                 let DynamicWire {
@@ -297,11 +297,13 @@ impl Item {
 
     /// The value `workload` receives, as bytes.
     pub fn value(&self, workload: &Workload) -> SecretBytes {
-        if let Some(value) = &self.value {
-            return value.render(workload);
-        }
-        let Wire::Static(json) = &self.wire else {
-            unreachable!("dynamic items keep their template")
+        let json = match &self.0.wire {
+            Wire::Static(json) => json,
+            Wire::Dynamic(dynamic) => {
+                let mut value = Vec::new();
+                dynamic.template.render_into(workload, &mut value);
+                return SecretBytes::new(value);
+            }
         };
         #[derive(serde::Deserialize)]
         struct Wired {
@@ -319,9 +321,58 @@ impl Item {
 
     /// An upper bound of the static part of the item's size, to size buffers.
     pub fn size_hint(&self) -> usize {
-        match &self.wire {
+        match &self.0.wire {
             Wire::Static(json) => json.len(),
             Wire::Dynamic(dynamic) => dynamic.prefix.len() + dynamic.suffix.len() + 64,
+        }
+    }
+}
+
+/// The items compiled so far, each once: [`ItemSet::intern`] gives back the one already
+/// held when a new item says the same (same target, origin and bytes).
+#[derive(Default)]
+pub struct ItemSet(ahash::HashSet<Interned>);
+
+impl ItemSet {
+    pub fn intern(&mut self, item: Item) -> Item {
+        if let Some(held) = self.0.get(&Interned(item.clone())) {
+            return held.0.clone();
+        }
+        self.0.insert(Interned(item.clone()));
+        item
+    }
+}
+
+/// An item compared by what it says. Hashes the JSON around a template, not the
+/// template: items that differ only there are rare and still compare unequal.
+struct Interned(Item);
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&*self.0 .0, &*other.0 .0);
+        a.target == b.target
+            && a.origin == b.origin
+            && match (&a.wire, &b.wire) {
+                (Wire::Static(x), Wire::Static(y)) => x == y,
+                (Wire::Dynamic(x), Wire::Dynamic(y)) => x == y,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Interned {}
+
+impl std::hash::Hash for Interned {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let item = &*self.0 .0;
+        item.target.hash(state);
+        item.origin.hash(state);
+        match &item.wire {
+            Wire::Static(json) => json.expose().hash(state),
+            Wire::Dynamic(dynamic) => {
+                dynamic.prefix.expose().hash(state);
+                dynamic.suffix.expose().hash(state);
+            }
         }
     }
 }

@@ -199,7 +199,7 @@ impl Policy {
 
     /// The grants that apply to `workload`, most specific first (ties in policy order).
     fn matching(&self, workload: &Workload) -> Vec<&index::Entry> {
-        let mut found: Vec<&index::Entry> = self.grants.exact(workload.index_key()).iter().collect();
+        let mut found: Vec<&index::Entry> = self.grants.exact(workload).iter().collect();
         for entry in self
             .grants
             .project(workload.project())
@@ -227,8 +227,8 @@ impl Policy {
             items.extend(entry.grant.items.iter().map(|item| (item, &*entry.grant, rank)));
         }
         // Most specific first within a target, then keep the first of each target.
-        items.sort_by(|a, b| a.0.target.cmp(&b.0.target).then(a.2.cmp(&b.2)));
-        items.dedup_by(|later, first| later.0.target == first.0.target);
+        items.sort_by(|a, b| a.0.target().cmp(b.0.target()).then(a.2.cmp(&b.2)));
+        items.dedup_by(|later, first| later.0.target() == first.0.target());
         Answer {
             items: items.into_iter().map(|(item, grant, _)| (item, grant)).collect(),
         }
@@ -248,7 +248,7 @@ impl Policy {
                     .iter()
                     .map(|other| &*other.grant)
                     .filter(|other| !std::ptr::eq(*other, *grant))
-                    .filter(|other| other.items.iter().any(|i| i.target == item.target))
+                    .filter(|other| other.items.iter().any(|i| i.target() == item.target()))
                     .collect(),
             })
             .collect()

@@ -10,7 +10,8 @@ use crate::auth::Workload;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Pattern {
     Any,
-    Exact(Box<str>),
+    /// Shared: a fleet's grants repeat the same projects and types.
+    Exact(std::sync::Arc<str>),
     Glob(Box<Glob>),
 }
 
@@ -62,6 +63,14 @@ impl Pattern {
             tokens,
             literal_len,
         })))
+    }
+
+    /// This pattern with its exact name, if it has one, replaced by `shared`'s.
+    pub fn share(self, shared: impl FnOnce(&str) -> std::sync::Arc<str>) -> Self {
+        match self {
+            Self::Exact(exact) => Self::Exact(shared(&exact)),
+            other => other,
+        }
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -207,16 +216,6 @@ impl Selector {
             literal_globs: fields.iter().filter(|f| f.class == 1 && f.literal_len > 0).count() as u8,
             fields,
         }
-    }
-
-    /// The `project\0type\0id` key when all three fields are exact.
-    pub fn exact_key(&self) -> Option<String> {
-        Some(format!(
-            "{}\0{}\0{}",
-            self.project.exact()?,
-            self.kind.exact()?,
-            self.id.exact()?
-        ))
     }
 }
 

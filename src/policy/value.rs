@@ -19,17 +19,3 @@ impl fmt::Debug for Value {
         }
     }
 }
-
-impl Value {
-    /// The value for one workload.
-    pub fn render(&self, workload: &crate::auth::Workload) -> SecretBytes {
-        match self {
-            Self::Static(bytes) => bytes.clone(),
-            Self::Template(template) => {
-                let mut out = Vec::new();
-                template.render_into(workload, &mut out);
-                SecretBytes::new(out)
-            }
-        }
-    }
-}

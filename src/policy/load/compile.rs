@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ahash::{HashMap, HashMapExt as _};
 
 use super::super::files::Fingerprint;
+use super::super::item::ItemSet;
 use super::super::model::{EnvSpec, GrantSpec, PolicyDoc, SourceSpec};
 use super::super::template::{self, Part, RawPart, Template};
 use super::super::value::Value;
@@ -42,6 +43,8 @@ pub(super) struct Compiler<'a> {
     /// The texts items repeat (ENV keys, FILE paths, origins: "secret `NAME`"), once
     /// each: 100,000 grants name far fewer than they have items.
     pub(super) shared: ahash::HashSet<Arc<str>>,
+    /// The items compiled so far, each once: most of a fleet's items repeat another's.
+    pub(super) items: ItemSet,
 }
 
 /// Compiles documents as they come. A grant whose secrets are all defined already is
@@ -69,6 +72,7 @@ pub(super) fn compile_docs(
             })
             .collect(),
         shared: Default::default(),
+        items: ItemSet::default(),
         warnings: Vec::new(),
     };
     let mut syntax = Vec::new();

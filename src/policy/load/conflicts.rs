@@ -33,7 +33,7 @@ pub(super) fn find_conflicts(grants: &[Grant]) -> Vec<String> {
                 let (mut i, mut j) = (0, 0);
                 while i < ga.items.len() && j < gb.items.len() {
                     let (ia, ib) = (&ga.items[i], &gb.items[j]);
-                    match ia.target.cmp(&ib.target) {
+                    match ia.target().cmp(ib.target()) {
                         std::cmp::Ordering::Less => i += 1,
                         std::cmp::Ordering::Greater => j += 1,
                         std::cmp::Ordering::Equal => {
@@ -42,7 +42,7 @@ pub(super) fn find_conflicts(grants: &[Grant]) -> Vec<String> {
                                     "{} and {} both give {} with equal specificity ({} / {}) and can match the same workload; make one more specific or give the same value",
                                     ga.describe(),
                                     gb.describe(),
-                                    ia.target,
+                                    ia.target(),
                                     ga.selector,
                                     gb.selector
                                 ));

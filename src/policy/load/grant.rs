@@ -25,10 +25,16 @@ impl Compiler<'_> {
                 Pattern::Any
             })
         };
+        let (project, kind, id) = (
+            pattern("project", raw.project.as_deref()),
+            pattern("type", raw.kind.as_deref()),
+            pattern("id", raw.id.as_deref()),
+        );
+        // Ids are the workloads' own; projects and types repeat.
         let selector = Selector {
-            project: pattern("project", raw.project.as_deref()),
-            kind: pattern("type", raw.kind.as_deref()),
-            id: pattern("id", raw.id.as_deref()),
+            project: project.share(|text| self.shared(text)),
+            kind: kind.share(|text| self.shared(text)),
+            id,
         };
         let selector_ok = self.problems.len() == before;
 
@@ -40,7 +46,6 @@ impl Compiler<'_> {
                 ));
                 continue;
             }
-            let shared = matches!(value, EnvSpec::Secret(_));
             let (origin, value) = match value {
                 EnvSpec::Secret(name) => (
                     self.secret_origin(&name),
@@ -53,14 +58,7 @@ impl Compiler<'_> {
             };
             if let Some(value) = value {
                 let target = Target::Env(self.shared(&key));
-                self.push_item(
-                    &what,
-                    &mut items,
-                    target,
-                    origin,
-                    (value, shared),
-                    FileAttributes::default(),
-                );
+                self.push_item(&what, &mut items, target, origin, value, FileAttributes::default());
             }
         }
         for file in raw.files {
@@ -78,7 +76,6 @@ impl Compiler<'_> {
                 template: file.template,
             };
             let has_inline = sources_given(&inline) > 0;
-            let shared = file.secret.is_some();
             let (origin, value) = match (file.secret, has_inline) {
                 (Some(name), false) => (
                     self.secret_origin(&name),
@@ -108,7 +105,7 @@ impl Compiler<'_> {
                 }
             };
             if let (Some(value), Some(attributes)) = (value, attributes) {
-                self.push_item(&what, &mut items, target, origin, (value, shared), attributes);
+                self.push_item(&what, &mut items, target, origin, value, attributes);
             }
         }
         // A grant with other problems is kept with the items that did compile: the
@@ -117,7 +114,7 @@ impl Compiler<'_> {
         if !selector_ok {
             return None;
         }
-        items.sort_by(|a, b| a.target.cmp(&b.target));
+        items.sort_by(|a, b| a.target().cmp(b.target()));
         let specificity = selector.specificity();
         Some(Grant {
             name: raw.name.map(String::into_boxed_str),
@@ -134,15 +131,15 @@ impl Compiler<'_> {
         items: &mut Vec<Item>,
         target: Target,
         origin: Arc<str>,
-        (value, shared): (Value, bool),
+        value: Value,
         attributes: FileAttributes,
     ) {
-        if items.iter().any(|i| i.target == target) {
+        if items.iter().any(|i| *i.target() == target) {
             self.problems.push(format!("{what}: {target} is given twice"));
             return;
         }
-        match Item::new(target, origin, value, shared, attributes) {
-            Ok(item) => items.push(item),
+        match Item::new(target, origin, value, attributes) {
+            Ok(item) => items.push(self.items.intern(item)),
             Err(problem) => self.problems.push(format!("{what}: {problem}")),
         }
     }

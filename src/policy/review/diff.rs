@@ -78,8 +78,8 @@ fn keyed(policy: &Policy) -> BTreeMap<String, &Grant> {
 }
 
 fn item_changes<'p>(old: &'p Grant, new: &'p Grant) -> Vec<ChangedItem<'p>> {
-    let olds: BTreeMap<&Target, &Item> = old.items.iter().map(|i| (&i.target, i)).collect();
-    let news: BTreeMap<&Target, &Item> = new.items.iter().map(|i| (&i.target, i)).collect();
+    let olds: BTreeMap<&Target, &Item> = old.items.iter().map(|i| (i.target(), i)).collect();
+    let news: BTreeMap<&Target, &Item> = new.items.iter().map(|i| (i.target(), i)).collect();
     let targets: BTreeSet<&Target> = olds.keys().chain(news.keys()).copied().collect();
     let mut changes = Vec::new();
     for target in targets {
@@ -88,14 +88,14 @@ fn item_changes<'p>(old: &'p Grant, new: &'p Grant) -> Vec<ChangedItem<'p>> {
             (None, Some(_)) => ItemChange::Added,
             (Some(_), None) => ItemChange::Removed,
             (Some(was), Some(now)) if was.identity() != now.identity() => ItemChange::Value,
-            (Some(was), Some(now)) if was.origin != now.origin => ItemChange::Source,
+            (Some(was), Some(now)) if was.origin() != now.origin() => ItemChange::Source,
             _ => continue,
         };
         changes.push(ChangedItem {
             target,
             change,
-            old_origin: was.map(|i| &*i.origin),
-            new_origin: now.map(|i| &*i.origin),
+            old_origin: was.map(|i| i.origin()),
+            new_origin: now.map(|i| i.origin()),
         });
     }
     changes

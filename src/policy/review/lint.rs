@@ -20,7 +20,7 @@ impl Policy {
         let mut files: FilePaths<'_> = BTreeMap::new();
         for grant in self.grants() {
             for item in grant.items.iter() {
-                match &item.target {
+                match item.target() {
                     Target::Env(key) if !portable_env_key(key) => found.push(
                         "env",
                         format!(

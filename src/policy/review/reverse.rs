@@ -121,7 +121,7 @@ pub struct Giving<'p> {
 
 /// The secret an item names, from its origin ("secret `NAME`").
 fn named_secret(item: &Item) -> Option<&str> {
-    item.origin.strip_prefix("secret `")?.strip_suffix('`')
+    item.origin().strip_prefix("secret `")?.strip_suffix('`')
 }
 
 impl Policy {
@@ -148,7 +148,7 @@ impl Policy {
                 let via = match named_secret(item) {
                     Some(secret) => chains.get(secret).cloned(),
                     None => inline
-                        .and_then(|targets| targets.iter().find(|(t, _)| *t == item.target))
+                        .and_then(|targets| targets.iter().find(|(t, _)| t == item.target()))
                         .and_then(|(_, names)| names.iter().find_map(|n| chains.get(n)))
                         .map(|chain| {
                             let mut via = vec!["inline template".to_owned()];
@@ -168,15 +168,15 @@ impl Policy {
         }
         // The grants that give each target some giving item has: one pass over the
         // policy, not one per item.
-        let wanted: std::collections::HashSet<&Target> = found.iter().map(|g| &g.item.target).collect();
+        let wanted: std::collections::HashSet<&Target> = found.iter().map(|g| g.item.target()).collect();
         let mut by_target: HashMap<&Target, Vec<(&Grant, &Item)>> = HashMap::new();
         for grant in self.grants() {
-            for item in grant.items.iter().filter(|i| wanted.contains(&i.target)) {
-                by_target.entry(&item.target).or_default().push((grant, item));
+            for item in grant.items.iter().filter(|i| wanted.contains(i.target())) {
+                by_target.entry(item.target()).or_default().push((grant, item));
             }
         }
         for giving in &mut found {
-            giving.overridden_by = overriders(&by_target[&giving.item.target], giving.grant, giving.item);
+            giving.overridden_by = overriders(&by_target[giving.item.target()], giving.grant, giving.item);
         }
         found
     }
