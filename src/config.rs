@@ -289,9 +289,9 @@ impl Settings {
     }
 
     /// The filter of `log.level`.
-    pub fn log_filter(&self) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+    pub fn log_filter(&self) -> Result<crate::telemetry::LogFilter, ConfigError> {
         // The parser's message may quote the directive: it is not shown.
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| ConfigError::Setting {
+        crate::telemetry::LogFilter::parse(&self.log.level).ok_or_else(|| ConfigError::Setting {
             key: "log.level",
             at: self.origin_of("log.level"),
             problem: "not a tracing filter, such as info, debug or envoi=debug,actix_web=info".into(),

@@ -119,7 +119,9 @@ pub(crate) fn init_logs(settings: &Settings) -> Result<(), CommandError> {
 
 /// Logs for commands other than `serve`: warnings and errors only.
 pub(crate) fn init_quiet_logs() {
-    let warn = tracing_subscriber::EnvFilter::new("warn");
+    let warn = crate::telemetry::LogFilter::Targets(
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN),
+    );
     let _ = crate::telemetry::init(warn, crate::config::LogFormat::Pretty, Duration::ZERO);
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod fields;
 mod json;
@@ -25,6 +27,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which log lines are written (`log.level`): targets and levels, or tracing's whole
+/// filter language where the setting needs it (span or field directives).
+///
+/// `EnvFilter` takes a shared lock on every span's creation, entry, exit, record and
+/// close, even when none of its directives looks at spans; the request span is entered
+/// and left at every poll of a request, by both workers. `Targets` decides per callsite,
+/// once, and holds no lock after: tracing's share of envoi's CPU under kept-alive load
+/// went from 13.5 to 12.4 % (perf, bench/README.md).
+// Made once, at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum LogFilter {
+    Targets(Targets),
+    Env(EnvFilter),
+}
+
+impl LogFilter {
+    /// `None` when `directives` is not a filter (as `EnvFilter` reads them: `Targets`
+    /// would take a misspelt span directive for a target's name).
+    pub fn parse(directives: &str) -> Option<Self> {
+        let env = EnvFilter::try_new(directives).ok()?;
+        let about_spans = directives.contains(['[', '{']);
+        match directives.parse::<Targets>() {
+            Ok(targets) if !about_spans && !directives.trim().is_empty() => Some(Self::Targets(targets)),
+            _ => Some(Self::Env(env)),
+        }
+    }
+}
+
 /// Installs the global subscriber, writing to standard error so that standard output
 /// stays for what commands print. Lines below WARN are written in batches, at most
 /// `flush_interval` after the first (see [`output`]); zero writes each line at once.
@@ -32,7 +62,7 @@ pub enum LogFormat {
 /// A background writer per line (tracing-appender) was tried and measured worse than a
 /// plain `write(2)`: on two cores its channel send and thread wake-up per line cost 15.2
 /// against 11.0 µs of CPU per request. The batches here wake their thread once per batch.
-pub fn init(filter: EnvFilter, format: LogFormat, flush_interval: Duration) -> Result<(), String> {
+pub fn init(filter: LogFilter, format: LogFormat, flush_interval: Duration) -> Result<(), String> {
     // In tests a process may set up logs more than once; the first subscriber stays.
     if tracing::dispatcher::has_been_set() {
         return Ok(());
@@ -46,13 +76,30 @@ pub fn init(filter: EnvFilter, format: LogFormat, flush_interval: Duration) -> R
     }));
     // Colours only for a person at a terminal; a log collector gets plain text, cheaper too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (targets, env) = match filter {
+        LogFilter::Targets(targets) => (Some(targets), None),
+        LogFilter::Env(env) => (None, Some(env)),
+    };
+    // Everything passes the builder's own level: the filter above decides.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(output::BatchedStderr(output))
         .with_ansi(ansi);
     let result = match format {
-        LogFormat::Pretty => builder.fmt_fields(LineFields).event_format(LineFormat).try_init(),
-        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonFormat).try_init(),
+        LogFormat::Pretty => builder
+            .fmt_fields(LineFields)
+            .event_format(LineFormat)
+            .finish()
+            .with(targets)
+            .with(env)
+            .try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonFormat)
+            .finish()
+            .with(targets)
+            .with(env)
+            .try_init(),
     };
     // Lost a race with another initialisation: that one stays, as above.
     let _ = result;
@@ -97,5 +144,25 @@ impl std::fmt::Display for OrNone {
             Some(id) => id.fmt(f),
             None => f.write_str("none"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFilter;
+
+    #[test]
+    fn levels_and_targets_take_the_lock_free_filter_and_span_directives_the_whole_one() {
+        let kind = |directives: &str| match LogFilter::parse(directives) {
+            Some(LogFilter::Targets(_)) => "targets",
+            Some(LogFilter::Env(_)) => "env",
+            None => "refused",
+        };
+        assert_eq!(kind("info"), "targets");
+        assert_eq!(kind("warn,envoi::audit=info,actix_web=off"), "targets");
+        assert_eq!(kind("[request]=debug"), "env");
+        assert_eq!(kind("info,envoi[request{status=500}]=debug"), "env");
+        assert_eq!(kind("bad[filter"), "refused");
+        assert_eq!(kind("info,=x"), "refused");
     }
 }
