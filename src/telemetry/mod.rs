@@ -76,34 +76,30 @@ pub fn init(filter: LogFilter, format: LogFormat, flush_interval: Duration) -> R
     }));
     // Colours only for a person at a terminal; a log collector gets plain text, cheaper too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (targets, env) = match filter {
-        LogFilter::Targets(targets) => (Some(targets), None),
-        LogFilter::Env(env) => (None, Some(env)),
-    };
     // Everything passes the builder's own level: the filter above decides.
     let builder = tracing_subscriber::fmt()
         .with_max_level(LevelFilter::TRACE)
         .with_writer(output::BatchedStderr(output))
         .with_ansi(ansi);
     let result = match format {
-        LogFormat::Pretty => builder
-            .fmt_fields(LineFields)
-            .event_format(LineFormat)
-            .finish()
-            .with(targets)
-            .with(env)
-            .try_init(),
-        LogFormat::Json => builder
-            .fmt_fields(JsonFields)
-            .event_format(JsonFormat)
-            .finish()
-            .with(targets)
-            .with(env)
-            .try_init(),
+        LogFormat::Pretty => filtered(builder.fmt_fields(LineFields).event_format(LineFormat).finish(), filter),
+        LogFormat::Json => filtered(builder.fmt_fields(JsonFields).event_format(JsonFormat).finish(), filter),
     };
     // Lost a race with another initialisation: that one stays, as above.
     let _ = result;
     Ok(())
+}
+
+/// Installs `subscriber` behind `filter` as the global subscriber.
+fn filtered<S>(subscriber: S, filter: LogFilter) -> Result<(), tracing_subscriber::util::TryInitError>
+where
+    S: tracing::Subscriber + Send + Sync + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let (targets, env) = match filter {
+        LogFilter::Targets(targets) => (Some(targets), None),
+        LogFilter::Env(env) => (None, Some(env)),
+    };
+    subscriber.with(targets).with(env).try_init()
 }
 
 /// The span of every request, through tracing-actix-web's `TracingLogger`: its method,
