@@ -7,7 +7,7 @@ use std::fmt;
 use crate::auth::Workload;
 
 /// One field of a selector: `*`, an exact name, or a glob with `*` and `?`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Pattern {
     Any,
     /// Shared: a fleet's grants repeat the same projects and types.
@@ -15,14 +15,14 @@ pub enum Pattern {
     Glob(Box<Glob>),
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Glob {
     source: String,
     tokens: Vec<Token>,
     literal_len: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Token {
     Char(char),
     One,
@@ -193,7 +193,7 @@ fn globs_intersect(a: &[Token], b: &[Token]) -> bool {
 }
 
 /// Which grants a workload receives from: a pattern over project, type and id.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Selector {
     pub project: Pattern,
     pub kind: Pattern,

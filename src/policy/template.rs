@@ -22,14 +22,6 @@ impl Claim {
             Self::Id => workload.id(),
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Project => "projectId",
-            Self::Kind => "nfObjectType",
-            Self::Id => "nfObjectId",
-        }
-    }
 }
 
 /// A template as written: text, claims and references to named secrets.
@@ -140,23 +132,6 @@ impl Template {
                 Part::Claim(claim) => out.extend_from_slice(claim.of(workload).as_bytes()),
             }
         }
-    }
-
-    /// The template with each claim written as a marker no claim can contain: two
-    /// templates are the same value for every workload exactly when these are equal.
-    pub fn identity(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(text) => out.extend_from_slice(text.expose()),
-                Part::Claim(claim) => {
-                    out.extend_from_slice(b"\0${");
-                    out.extend_from_slice(claim.name().as_bytes());
-                    out.push(b'}');
-                }
-            }
-        }
-        out
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) fn find_conflicts(grants: &[Grant]) -> Vec<String> {
                         std::cmp::Ordering::Less => i += 1,
                         std::cmp::Ordering::Greater => j += 1,
                         std::cmp::Ordering::Equal => {
-                            if ia.identity() != ib.identity() {
+                            if !ia.gives_the_same(ib) {
                                 problems.push(format!(
                                     "{} and {} both give {} with equal specificity ({} / {}) and can match the same workload; make one more specific or give the same value",
                                     ga.describe(),

@@ -188,6 +188,6 @@ fn overriders<'p>(others: &[(&'p Grant, &'p Item)], grant: &Grant, item: &Item) 
     others
         .iter()
         .filter(|(other, _)| other.specificity > grant.specificity && other.selector.overlaps(&grant.selector))
-        .map(|(other, theirs)| (*other, theirs.identity() != item.identity()))
+        .map(|(other, theirs)| (*other, !theirs.gives_the_same(item)))
         .collect()
 }
