@@ -61,4 +61,4 @@ first, last = statistics.median(kib[:5]), statistics.median(kib[-5:])
 print(f"loaded {kib[0] / 1024:.1f} MiB; after the last reload {kib[-1] / 1024:.1f} MiB; largest {max(kib) / 1024:.1f} MiB; "
       f"median of the last five against the first five: {(last / first - 1) * 100:+.1f} %")
 EOT
-grep -o 'took_ms=[0-9]*' "$WORK/serve.log" | sed 's/took_ms=//' | sort -n | awk '{a[NR]=$1} END {print "reload took (load, diff, swap) median " a[int((NR+1)/2)] " ms, max " a[NR] " ms"}'
+grep -o 'took_ms=[0-9]*' "$WORK/serve.log" | sed 's/took_ms=//' | sort -n | awk '{a[NR]=$1} END {print "reload took (load until served) median " a[int((NR+1)/2)] " ms, max " a[NR] " ms"}'

@@ -80,13 +80,25 @@ impl PolicyHolder {
 
     /// Swaps in a policy built in a heap of its own ([`crate::memory::Heap`]).
     pub fn install_built(&self, policy: Policy, heap: Option<crate::memory::Heap>) {
+        Self::retire(self.swap_built(policy, heap));
+    }
+
+    /// Swaps in a policy built in a heap of its own, and hands back the one it replaced:
+    /// requests are answered from the new one at once, whatever the caller still does
+    /// with the old one before [`PolicyHolder::retire`]s it.
+    pub fn swap_built(&self, policy: Policy, heap: Option<crate::memory::Heap>) -> Option<Arc<Snapshot>> {
         let old = self.current.swap(Some(Arc::new(Snapshot { policy, _heap: heap })));
         self.confirm();
         self.loads.fetch_add(1, Ordering::Relaxed);
+        old
+    }
+
+    /// Frees a replaced snapshot, once requests are done with it, and the garbage of
+    /// loading.
+    pub fn retire(old: Option<Arc<Snapshot>>) {
         if let Some(old) = old {
             retire(old);
         }
-        // The garbage of loading, and the replaced snapshot if there was one.
         crate::memory::release_freed();
     }
 
