@@ -34,6 +34,22 @@ pub(super) fn push(cases: &mut Vec<Case>) {
         ));
     }
 
+    // ---- Names written with JSON escapes are the names they spell. ----
+    {
+        let now = now();
+        cases.push(serves(
+            "claims spelt with JSON escapes (\\u0062illing, servic\\u0065, a\\u0070i)",
+            jwt(
+                HS256,
+                &format!(
+                    r#"{{"projectId":"\u0062illing","nfObjectType":"servic\u0065","nfObjectId":"a\u0070i","iat":{now},"exp":{}}}"#,
+                    now + 3600
+                ),
+            ),
+            billing_answer(),
+        ));
+    }
+
     // ---- Claims of the wrong type, empty, missing. ----
     let wrong: [(&str, Value); 7] = [
         ("a number", json!(42)),
