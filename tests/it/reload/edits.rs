@@ -18,7 +18,7 @@ async fn sighup_reloads_the_policy() {
     // The value is read through a symbolic link whose target lives in a folder of its
     // own, which no watcher of the policy's folders needs to see.
     let elsewhere = Workspace::new();
-    let target = elsewhere.write("real-value.txt", "hup-before-7f3a");
+    let target = elsewhere.write("real-value.txt", "hup-before-q7zx");
     std::os::unix::fs::symlink(&target, ws.join("value-link.txt")).unwrap();
     ws.write(
         "policy.toml",
@@ -26,12 +26,12 @@ async fn sighup_reloads_the_policy() {
     );
     let mut server = serve(&ws, "policy.toml");
     let answer = |v: &str| json!({"secrets": [{"type": "ENV", "key": "V", "value": v}]});
-    assert_eq!(answer_p(&server).await, answer("hup-before-7f3a"));
+    assert_eq!(answer_p(&server).await, answer("hup-before-q7zx"));
 
-    std::fs::write(&target, "hup-after-7f3a").unwrap();
+    std::fs::write(&target, "hup-after-q7zx").unwrap();
     let hup_at = Instant::now();
     server.signal("HUP");
-    wait_for_p(&server, &answer("hup-after-7f3a"), hup_at).await;
+    wait_for_p(&server, &answer("hup-after-q7zx"), hup_at).await;
     let line = server
         .wait_for_log(WITHIN, "`policy reloaded` with trigger Signal", |l| {
             message(l) == "policy reloaded" && (l["trigger"] == "Signal" || l["fields"]["trigger"] == "Signal")
@@ -46,21 +46,21 @@ async fn sighup_reloads_the_policy() {
 
     // A HUP with a broken policy: the failure is logged, the old policy serves on.
     ws.write("policy.toml", "[[grants]\n");
-    std::fs::write(&target, "hup-ignored-7f3a").unwrap();
+    std::fs::write(&target, "hup-ignored-q7zx").unwrap();
     server.signal("HUP");
     let failure = wait_for_failures(&server, 1).await;
     assert!(
         failure.to_string().contains("Signal"),
         "the failure names its trigger: {failure}"
     );
-    keeps_serving(&server, &answer("hup-after-7f3a"), Duration::from_millis(300)).await;
+    keeps_serving(&server, &answer("hup-after-q7zx"), Duration::from_millis(300)).await;
     assert!(
         server.is_running(),
         "SIGHUP must not stop the server\n{}",
         server.diagnostics()
     );
     assert!(
-        !server.stderr().contains("7f3a"),
+        !server.stderr().contains("q7zx"),
         "values are never logged\n{}",
         server.diagnostics()
     );
