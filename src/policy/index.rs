@@ -280,10 +280,11 @@ impl GrantIndex {
             |entries: &[Entry]| -> Vec<Entry> { entries.iter().filter(|e| e.order != named.order).cloned().collect() };
         match self.table_mut(&named.grant) {
             Some(table) => {
-                if let Some(held) = table.remove(filed_key(&named.grant)) {
-                    if let Some(kept) = Entries::of(without(&held)) {
-                        table.insert(kept);
-                    }
+                let key = filed_key(&named.grant);
+                match table.get(key).map(|held| Entries::of(without(held))) {
+                    Some(Some(kept)) => table.insert(kept),
+                    Some(None) => drop(table.remove(key)),
+                    None => {}
                 }
             }
             None => self.general = without(&self.general).into(),

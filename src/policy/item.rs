@@ -322,15 +322,11 @@ impl Item {
 /// The items compiled so far, each once: [`ItemSet::intern`] gives back the one already
 /// held when a new item says the same (same target, origin and bytes).
 #[derive(Default)]
-pub struct ItemSet(ahash::HashSet<Interned>);
+pub struct ItemSet(hashbrown::HashSet<Interned, ahash::RandomState>);
 
 impl ItemSet {
     pub fn intern(&mut self, item: Item) -> Item {
-        if let Some(held) = self.0.get(&Interned(item.clone())) {
-            return held.0.clone();
-        }
-        self.0.insert(Interned(item.clone()));
-        item
+        self.0.get_or_insert(Interned(item)).0.clone()
     }
 }
 
@@ -340,14 +336,8 @@ struct Interned(Item);
 
 impl PartialEq for Interned {
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&*self.0 .0, &*other.0 .0);
-        a.target == b.target
-            && a.origin == b.origin
-            && match (&a.wire, &b.wire) {
-                (Wire::Static(x), Wire::Static(y)) => x == y,
-                (Wire::Dynamic(x), Wire::Dynamic(y)) => x == y,
-                _ => false,
-            }
+        let (a, b) = (&self.0, &other.0);
+        a.target() == b.target() && a.origin() == b.origin() && a.gives_the_same(b)
     }
 }
 
