@@ -92,7 +92,9 @@ fn watch_restarts_the_command_with_new_files_when_the_answer_changes_and_not_oth
     fake.set(200, answer("two"));
     wait_for_starts(&ws, &watching, "one\ntwo\n");
     assert_eq!(ws.read("root/conf"), "two", "the files are written before the restart");
-    assert!(watching.stderr().contains("restarted"), "{}", watching.stderr());
+    // Said once the new command has started, which may be after it wrote its line.
+    let said = poll_until(Duration::from_secs(10), || watching.stderr().contains("restarted"));
+    assert!(said.is_some(), "{}", watching.stderr());
 }
 
 #[test]
