@@ -171,8 +171,14 @@ impl Registry {
             );
         }
 
-        out.push_str("# HELP envoi_policy_loads_total Policies loaded and swapped in.\n# TYPE envoi_policy_loads_total counter\n");
+        out.push_str("# HELP envoi_policy_loads_total Policy loads that succeeded: a policy swapped in, or a reload that found every file as it was.\n# TYPE envoi_policy_loads_total counter\n");
         let _ = writeln!(out, "envoi_policy_loads_total {}", self.policy.loads());
+        out.push_str("# HELP envoi_policy_loads_unchanged_total Reloads that found every file holding the bytes the serving policy was compiled from, and kept it.\n# TYPE envoi_policy_loads_unchanged_total counter\n");
+        let _ = writeln!(
+            out,
+            "envoi_policy_loads_unchanged_total {}",
+            self.policy.unchanged_loads()
+        );
         out.push_str("# HELP envoi_policy_load_failures_total Policy loads that failed; the last good policy kept serving.\n# TYPE envoi_policy_load_failures_total counter\n");
         let _ = writeln!(out, "envoi_policy_load_failures_total {}", self.policy.failures());
         out.push_str(

@@ -4,6 +4,7 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// How often a file that changes while it is read is read again before the load fails.
@@ -38,10 +39,65 @@ impl Fingerprint {
     }
 }
 
+/// What a file held when it was read: an HMAC-SHA-256 of its bytes under a key drawn
+/// when the process starts. Two reads with the same digest read the same bytes, whatever
+/// their timestamps say (a file rewritten within one clock tick, or its time set back);
+/// keyed, so that the digest of a secret file tells nothing of its value outside envoi.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        static KEY: OnceLock<ring::hmac::Key> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                // No random source: digests are still exact, only no longer private.
+                .unwrap_or_else(|_| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[0; 32]))
+        });
+        let mut digest = [0; 32];
+        digest.copy_from_slice(ring::hmac::sign(key, bytes).as_ref());
+        Self(digest)
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digest(..)")
+    }
+}
+
+/// The files a policy was compiled from and what each held: the policy files, by name,
+/// then the files its `file` values read. A reload that finds the same bytes in every
+/// one of them would compile the same policy (the master keys and the environment a
+/// policy reads do not change while envoi runs).
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    pub policy_files: Vec<(PathBuf, Digest)>,
+    pub value_files: Vec<(PathBuf, Digest)>,
+}
+
+impl Contents {
+    /// Whether `policy_files`, just read, are the same files with the same bytes, and
+    /// every value file still reads as it did (each is read again here). A policy read
+    /// from no file (text, a database) never matches.
+    pub fn reads_the_same(&self, policy_files: &[(&Path, Digest)]) -> bool {
+        !self.policy_files.is_empty()
+            && policy_files.len() == self.policy_files.len()
+            && policy_files
+                .iter()
+                .zip(&self.policy_files)
+                .all(|((path, digest), (was_path, was))| path == was_path && digest == was)
+            && self.value_files.iter().all(|(path, was)| {
+                read_regular(path, super::load::MAX_VALUE_BYTES).is_ok_and(|read| read.digest == *was)
+            })
+    }
+}
+
 /// A file read whole, and how it looked while it was read.
 pub struct ReadFile {
     pub bytes: Vec<u8>,
     pub fingerprint: Fingerprint,
+    pub digest: Digest,
 }
 
 /// Why a file could not be read, in words fit for an operator; never its contents.
@@ -131,6 +187,7 @@ pub fn read_regular(path: &Path, limit: usize) -> Result<ReadFile, ReadError> {
         let (seen, now) = (Fingerprint::of(&before), Fingerprint::of(&after));
         if seen == now && bytes.len() as u64 == now.len && !just_modified(&now) {
             return Ok(ReadFile {
+                digest: Digest::of(&bytes),
                 bytes,
                 fingerprint: now,
             });

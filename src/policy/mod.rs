@@ -19,7 +19,7 @@ pub use crate::secret::SecretBytes;
 pub use files::{is_policy_file_name, list_policy_folder};
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 pub(crate) use load::parse_mode;
-pub use load::{load_path, load_str, one_source, parse_path, read_plain, Loader, ParsedFile, PolicyError};
+pub use load::{load_path, load_str, one_source, parse_path, read_plain, Loader, ParsedFile, PolicyError, Reloaded};
 pub use selector::{Pattern, Selector, Specificity};
 pub use value::Value;
 
@@ -90,6 +90,8 @@ pub struct Policy {
     inputs: Vec<std::path::PathBuf>,
     /// How each file read looked when it was read.
     seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
+    /// What each file read held.
+    contents: files::Contents,
     /// What loaded but is likely a mistake (`check` shows them, a load logs them).
     warnings: Vec<String>,
 }
@@ -154,8 +156,19 @@ impl Policy {
             secrets,
             inputs,
             seen,
+            contents: files::Contents::default(),
             warnings: Vec::new(),
         }
+    }
+
+    fn with_contents(mut self, contents: files::Contents) -> Self {
+        self.contents = contents;
+        self
+    }
+
+    /// The files the policy was compiled from and what each held.
+    fn contents(&self) -> &files::Contents {
+        &self.contents
     }
 
     fn with_warnings(mut self, warnings: Vec<String>) -> Self {
@@ -276,6 +289,7 @@ impl Policy {
             secrets,
             inputs: Vec::new(),
             seen: Vec::new(),
+            contents: files::Contents::default(),
             warnings: Vec::new(),
         }
     }

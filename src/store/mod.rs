@@ -32,6 +32,8 @@ pub struct PolicyHolder {
     /// When the snapshot was last known to match its source (seconds since the epoch).
     fresh_at: AtomicU64,
     loads: AtomicU64,
+    /// Of those loads, reloads that found every file as it was and swapped nothing.
+    unchanged: AtomicU64,
     failures: AtomicU64,
     /// The source could not be reached when last tried (a database away); the last good
     /// snapshot keeps serving meanwhile.
@@ -73,6 +75,11 @@ impl PolicyHolder {
         self.current.load()
     }
 
+    /// The snapshot answering now, held apart from any request's.
+    pub fn current_full(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
     /// Swaps a newly built policy in.
     pub fn install(&self, policy: Policy) {
         self.install_built(policy, None);
@@ -100,6 +107,14 @@ impl PolicyHolder {
             retire(old);
         }
         crate::memory::release_freed();
+    }
+
+    /// Records a reload that found the source as the snapshot was built from it: a load
+    /// completed, with nothing to swap.
+    pub fn confirm_unchanged(&self) {
+        self.confirm();
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.unchanged.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records that the snapshot still matches its source.
@@ -140,6 +155,11 @@ impl PolicyHolder {
     /// Successful loads so far.
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Successful loads so far that found the source unchanged.
+    pub fn unchanged_loads(&self) -> u64 {
+        self.unchanged.load(Ordering::Relaxed)
     }
 
     /// Failed loads so far.

@@ -15,6 +15,7 @@ use super::source::SourceError;
 use super::toml::TomlStore;
 use super::PolicyHolder;
 use crate::memory::Heap;
+use crate::policy::Reloaded;
 
 /// After a change, wait until the files have been quiet this long (editors and
 /// `git checkout` write in bursts, and a file rewritten in place is empty for a moment)...
@@ -109,9 +110,27 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
         }
         let loading = Instant::now();
         let heap = Heap::new();
-        let loaded = heap.run(|| store.load());
+        let serving = holder.current_full();
+        let loaded = heap.run(|| store.reload(serving.as_deref().map(|snapshot| &snapshot.policy)));
+        // Held only to compare with: a swap below waits for every holder to let go.
+        drop(serving);
         match loaded {
-            Ok(policy) => {
+            Ok(Reloaded::Unchanged) => {
+                holder.confirm_unchanged();
+                let current = holder.current();
+                let current = &current.as_ref().expect("a policy serves").policy;
+                tracing::info!(
+                    trigger = ?why,
+                    grants = current.grant_count(),
+                    secrets = current.secret_count(),
+                    changes = "none: every file holds what the serving policy was compiled from",
+                    took_ms = loading.elapsed().as_millis() as u64,
+                    "policy reloaded"
+                );
+                drop(heap);
+                PolicyHolder::retire(None);
+            }
+            Ok(Reloaded::Changed(policy)) => {
                 watched.sync(policy.inputs());
                 // Served first, described after: what changed is for the log line, and a
                 // revoked secret must not wait on it (a third of a 100k reload).

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::policy::{Loader, Policy, PolicyError};
+use crate::policy::{Loader, Policy, PolicyError, Reloaded};
 use crate::seal::Keyring;
 
 #[derive(Debug, Clone)]
@@ -27,5 +27,11 @@ impl TomlStore {
     /// Reads and compiles the whole policy, reading `file` and `env` values afresh.
     pub fn load(&self) -> Result<Policy, PolicyError> {
         Loader::new(&self.keyring).load_path(&self.path)
+    }
+
+    /// Reads the policy again and compiles it unless every file reads as it did when
+    /// `serving` was compiled.
+    pub fn reload(&self, serving: Option<&Policy>) -> Result<Reloaded, PolicyError> {
+        Loader::new(&self.keyring).reload_path(&self.path, serving)
     }
 }

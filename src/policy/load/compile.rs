@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ahash::{HashMap, HashMapExt as _};
 
-use super::super::files::Fingerprint;
+use super::super::files::{Contents, Fingerprint};
 use super::super::item::ItemSet;
 use super::super::model::{EnvSpec, GrantSpec, PolicyDoc, SourceSpec};
 use super::super::template::{self, Part, RawPart, Template};
@@ -38,6 +38,8 @@ pub(super) struct Compiler<'a> {
     pub(super) inputs: Vec<PathBuf>,
     /// How each file read looked: what a reload compares to tell a change it missed.
     pub(super) seen: Vec<(PathBuf, Fingerprint)>,
+    /// What each file read held: what a reload compares to tell that nothing changed.
+    pub(super) contents: Contents,
     /// What loads but is likely a mistake; never a value.
     pub(super) warnings: Vec<String>,
     /// The texts items repeat (ENV keys, FILE paths, origins: "secret `NAME`"), once
@@ -71,6 +73,10 @@ pub(super) fn compile_docs(
                 s.folder.clone().into_iter().chain(file)
             })
             .collect(),
+        contents: Contents {
+            policy_files: sources.iter().filter_map(|s| s.path.clone().zip(s.digest)).collect(),
+            value_files: Vec::new(),
+        },
         shared: Default::default(),
         items: ItemSet::default(),
         warnings: Vec::new(),
@@ -146,7 +152,9 @@ pub(super) fn compile_docs(
     if compiler.problems.is_empty() {
         compiler.warnings.sort();
         compiler.warnings.dedup();
-        Ok(Policy::new(grants, names.len(), compiler.inputs, compiler.seen).with_warnings(compiler.warnings))
+        Ok(Policy::new(grants, names.len(), compiler.inputs, compiler.seen)
+            .with_contents(compiler.contents)
+            .with_warnings(compiler.warnings))
     } else {
         Err(PolicyError {
             problems: compiler.problems,
@@ -284,9 +292,11 @@ impl Compiler<'_> {
             self.inputs.push(self.sources[source].resolve(file));
         }
         match read_plain_seen(raw, self.sources[source].base.as_deref()) {
-            Ok(Some((bytes, fingerprint))) => {
-                if let (Some(fingerprint), Some(file)) = (fingerprint, &raw.file) {
-                    self.seen.push((self.sources[source].resolve(file), fingerprint));
+            Ok(Some((bytes, read))) => {
+                if let (Some((fingerprint, digest)), Some(file)) = (read, &raw.file) {
+                    let path = self.sources[source].resolve(file);
+                    self.contents.value_files.push((path.clone(), digest));
+                    self.seen.push((path, fingerprint));
                 }
                 return Some(Value::Static(bytes));
             }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::super::files::{self, io_reason, Fingerprint};
+use super::super::files::{self, io_reason, Digest, Fingerprint};
 use super::super::Location;
 use super::PolicyError;
 
@@ -37,13 +37,13 @@ pub(super) fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
         let read = files::read_regular(&file, MAX_POLICY_FILE_BYTES)
             .map_err(|e| e.to_string())
             .and_then(|read| {
-                let fingerprint = read.fingerprint;
+                let (fingerprint, digest) = (read.fingerprint, read.digest);
                 String::from_utf8(read.bytes)
-                    .map(|text| (text, fingerprint))
+                    .map(|text| (text, fingerprint, digest))
                     .map_err(|_| "is not UTF-8 text".to_owned())
             });
         match read {
-            Ok((text, fingerprint)) => {
+            Ok((text, fingerprint, digest)) => {
                 let mut source = Source::new(
                     file.display().to_string(),
                     Some(file.clone()),
@@ -51,6 +51,7 @@ pub(super) fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
                     text,
                 );
                 source.fingerprint = Some(fingerprint);
+                source.digest = Some(digest);
                 sources.push(source);
             }
             Err(why) => problems.push(format!("cannot read policy {}: {why}", file.display())),
@@ -76,8 +77,9 @@ pub(super) struct Source {
     /// as many locations.
     pub(super) line_starts: RefCell<Option<Vec<usize>>>,
     pub(super) shared_name: std::cell::OnceCell<Arc<str>>,
-    /// How the file looked when it was read.
+    /// How the file looked when it was read, and what it held.
     pub(super) fingerprint: Option<Fingerprint>,
+    pub(super) digest: Option<Digest>,
     /// For the first file of a policy folder: the folder and how it looked when listed.
     pub(super) folder: Option<(PathBuf, Fingerprint)>,
 }
@@ -92,6 +94,7 @@ impl Source {
             line_starts: RefCell::new(None),
             shared_name: std::cell::OnceCell::new(),
             fingerprint: None,
+            digest: None,
             folder: None,
         }
     }

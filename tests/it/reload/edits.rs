@@ -66,6 +66,65 @@ async fn sighup_reloads_the_policy() {
     );
 }
 
+/// A reload that finds every file holding what the serving policy was compiled from
+/// keeps that policy without compiling it again, and says so in its line and in
+/// `/metrics`. What decides is what the files hold, not their timestamps: a value file
+/// rewritten to another value of the same length, its modification time then put back,
+/// is served at the next reload.
+#[tokio::test]
+async fn a_reload_that_finds_every_file_as_it_was_keeps_the_policy_and_bytes_decide_not_timestamps() {
+    let ws = Workspace::new();
+    let value = ws.write("value.txt", "same-length-1");
+    ws.write(
+        "policy.toml",
+        "[secrets.v]\nfile = \"value.txt\"\n\n[[grants]]\nproject = \"p\"\nenv = { V = \"v\" }\n",
+    );
+    let server = serve(&ws, "policy.toml");
+    let answer = |v: &str| json!({"secrets": [{"type": "ENV", "key": "V", "value": v}]});
+    assert_eq!(answer_p(&server).await, answer("same-length-1"));
+
+    server.signal("HUP");
+    let line = server
+        .wait_for_log(WITHIN, "a `policy reloaded` line", |l| message(l) == "policy reloaded")
+        .await;
+    let changes = line["changes"]
+        .as_str()
+        .or_else(|| line["fields"]["changes"].as_str())
+        .unwrap_or_else(|| panic!("no `changes` field: {line}"));
+    assert!(changes.starts_with("none:"), "an unchanged reload says so: {line}");
+    let metrics = server
+        .client()
+        .get(format!("http://{}/metrics", server.address()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nenvoi_policy_loads_unchanged_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nenvoi_policy_loads_total 2\n"), "{metrics}");
+
+    let modified = std::fs::metadata(&value).unwrap().modified().unwrap();
+    std::fs::write(&value, "same-length-2").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&value)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let at = Instant::now();
+    server.signal("HUP");
+    wait_for_p(&server, &answer("same-length-2"), at).await;
+    assert!(
+        !server.stderr().contains("same-length"),
+        "values are never logged\n{}",
+        server.diagnostics()
+    );
+}
+
 // ---- (d) editors ----
 
 #[tokio::test]
