@@ -53,6 +53,16 @@ impl LogFilter {
             _ => Some(Self::Env(env)),
         }
     }
+
+    /// The most verbose level the filter lets through anywhere.
+    fn max_level(&self) -> LevelFilter {
+        use tracing_subscriber::{registry::Registry, Layer};
+        let hint = match self {
+            Self::Targets(targets) => <Targets as Layer<Registry>>::max_level_hint(targets),
+            Self::Env(env) => <EnvFilter as Layer<Registry>>::max_level_hint(env),
+        };
+        hint.unwrap_or(LevelFilter::TRACE)
+    }
 }
 
 /// Installs the global subscriber, writing to standard error so that standard output
@@ -76,9 +86,12 @@ pub fn init(filter: LogFilter, format: LogFormat, flush_interval: Duration) -> R
     }));
     // Colours only for a person at a terminal; a log collector gets plain text, cheaper too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Everything passes the builder's own level: the filter above decides.
+    // The builder's level is the filter's most verbose one. It becomes tracing's global
+    // maximum, and the `log` crate's, whose records (rustls writes its debug lines through
+    // it) otherwise each went through the bridge to tracing to be refused there: 0.4 µs
+    // of every TLS connection at `info` (perf, bench/README.md). The filter decides the rest.
     let builder = tracing_subscriber::fmt()
-        .with_max_level(LevelFilter::TRACE)
+        .with_max_level(filter.max_level())
         .with_writer(output::BatchedStderr(output))
         .with_ansi(ansi);
     let result = match format {
@@ -102,12 +115,13 @@ where
     subscriber.with(targets).with(env).try_init()
 }
 
-/// The span of every request, through tracing-actix-web's `TracingLogger`: its method,
-/// the request id the middleware drew (a random UUID) and, at the end, the status.
-/// Never headers, query strings or the raw path, where a careless client may have put
-/// a token. The workload is in the audit line, an event inside this span. Built without
-/// tracing-actix-web's `emit_event_on_error`: a refused token is counted and audited
-/// once, not logged twice.
+/// The span of every request, through tracing-actix-web's `TracingLogger`: its method
+/// and the request id the middleware drew (a random UUID). Never headers, query strings
+/// or the raw path, where a careless client may have put a token. The workload and the
+/// status are in the audit line, an event inside this span; the span itself is never
+/// written after the answer (no span-close events), so the status is not recorded into
+/// it. Built without tracing-actix-web's `emit_event_on_error`: a refused token is
+/// counted and audited once, not logged twice.
 pub struct RequestSpan;
 
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {
@@ -118,17 +132,10 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             "request",
             method = %request.method(),
             request_id = tracing::field::display(OrNone(id)),
-            status = tracing::field::Empty,
         )
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
-        let status = match outcome {
-            Ok(response) => response.response().status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        span.record("status", status.as_u16());
-    }
+    fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, actix_web::Error>) {}
 }
 
 /// A request id, or `none` if the middleware did not set one.
@@ -160,5 +167,16 @@ mod tests {
         assert_eq!(kind("info,envoi[request{status=500}]=debug"), "env");
         assert_eq!(kind("bad[filter"), "refused");
         assert_eq!(kind("info,=x"), "refused");
+    }
+
+    #[test]
+    fn the_global_maximum_is_the_most_verbose_level_any_directive_lets_through() {
+        use tracing_subscriber::filter::LevelFilter;
+        let max = |directives: &str| LogFilter::parse(directives).expect("a filter").max_level();
+        assert_eq!(max("info"), LevelFilter::INFO);
+        assert_eq!(max("warn,envoi::audit=info,actix_web=off"), LevelFilter::INFO);
+        assert_eq!(max("error,rustls=debug"), LevelFilter::DEBUG);
+        assert_eq!(max("warn,[request]=trace"), LevelFilter::TRACE);
+        assert_eq!(max("off"), LevelFilter::OFF);
     }
 }
