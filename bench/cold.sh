@@ -14,12 +14,14 @@
 #    connection, envoi against the ceiling.
 # 2. The fleet-start burst: BURST distinct workloads (each its own token, each on its own
 #    new TLS connection, ECDSA) at BURST_CONCURRENCY against envoi, once quiet and once
-#    while the 100k policy is reloaded (SIGHUP, or RELOAD=file: a policy file rewritten by
-#    rename) RELOAD_AFTER_MS into the burst; the reload's completion is read from envoi's
-#    /metrics (envoi_policy_loads_total, on a plain admin listener) and must be ≤ 5 s.
+#    while the 100k policy is reloaded RELOAD_AFTER_MS into the burst (RELOAD=file, the
+#    default: a policy file rewritten by rename with a comment added, a change to compile;
+#    RELOAD=sighup: a SIGHUP with every file as it was, which is not compiled again); the
+#    reload's completion is read from envoi's /metrics (envoi_policy_loads_total, on a
+#    plain admin listener) and must be ≤ 5 s.
 #
 # Usage: bench/cold.sh  (ROUNDS=3 DURATION=10 CONCURRENCY=64 BURST=10000
-#        BURST_CONCURRENCY=256 BURST_ROUNDS=1 RELOAD=sighup RELOAD_AFTER_MS=500 WORKERS=
+#        BURST_CONCURRENCY=256 BURST_ROUNDS=1 RELOAD=file RELOAD_AFTER_MS=500 WORKERS=
 #        CLIENT_THREADS=2 SOURCES=16 VERIFY=nosig LOG_LEVEL=info
 #        ENVOI=target/release/envoi CEILING=target/release/examples/ceiling
 #        COLD=target/release/examples/cold)
@@ -39,7 +41,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 BURST=${BURST:-10000}
 BURST_CONCURRENCY=${BURST_CONCURRENCY:-256}
 BURST_ROUNDS=${BURST_ROUNDS:-1}
-RELOAD=${RELOAD:-sighup}
+RELOAD=${RELOAD:-file}
 RELOAD_AFTER_MS=${RELOAD_AFTER_MS:-500}
 WORKERS=${WORKERS:-}
 CLIENT_THREADS=${CLIENT_THREADS:-2}

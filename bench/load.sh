@@ -3,7 +3,7 @@
 # "ceiling" that answers a constant body of the same size, and the "naive peer"
 # (examples/naive.rs: actix-web + jsonwebtoken + six items built from the claims, no
 # policy, no audit), driven alike by wrk on loopback (kept-alive connections) in
-# alternating rounds; then envoi while the 100k policy reloads every second.
+# alternating rounds; then envoi while the 100k policy reloads every second (a file rewritten each time).
 #
 # Usage: bench/load.sh   (ROUNDS=3 DURATION=10 CONNECTIONS=64 WORKERS=$(nproc) WRK_THREADS=1 LOG_LEVEL=info)
 # WORKERS: every server's worker threads; the default is one per core, as envoi's own
@@ -148,11 +148,17 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ -n "${BASELINE:-}" ]; then run baseline-10 "$B10" http://127.0.0.1:18113/ "$TOKEN10"; fi
 done
 
-echo "== envoi-100k while the 100k policy is reloaded every second (SIGHUP)"
+echo "== envoi-100k while the 100k policy is reloaded every second (a file rewritten, then SIGHUP)"
 loads() { curl -s http://127.0.0.1:18111/metrics | awk '/^envoi_policy_loads_total/ {print $2}'; }
 failures() { curl -s http://127.0.0.1:18111/metrics | awk '/^envoi_policy_load_failures_total/ {print $2}'; }
 LOADS_BEFORE=$(loads); FAILURES_BEFORE=$(failures)
-( for _ in $(seq 1 "$DURATION"); do sleep 1; kill -HUP "$E100K"; done ) &
+# Each reload has a file that changed: one that finds every file as it was compiles nothing.
+EDITED="$WORK/p100k/workloads-00050.toml"
+( for n in $(seq 1 "$DURATION"); do
+    sleep 1
+    { cat "$EDITED"; echo "# reload $n"; } > "$WORK/edited.tmp" && mv "$WORK/edited.tmp" "$EDITED"
+    kill -HUP "$E100K"
+  done ) &
 RELOADER=$!
 run envoi-100k-reloading "$E100K" http://127.0.0.1:18111/ "$TOKEN100K"
 wait "$RELOADER" || true

@@ -2,16 +2,19 @@
 # Memory over reloads (issue 15): envoi serving the 100k-workload policy (a folder of 100
 # files from gen_policy.py), reloaded RELOADS times by SIGHUP, one after another; after
 # each reload has completed (envoi_policy_loads_total moved) and SETTLE seconds more, the
-# resident set (VmRSS) is read. Prints every figure, then the first, the last, the largest
+# resident set (VmRSS) is read. Before each SIGHUP one policy file is rewritten by rename
+# with a comment of its own: files that hold what the serving policy was compiled from
+# are not compiled again (README, "Live reload"), and EDIT=0 measures those reloads. Prints every figure, then the first, the last, the largest
 # and the growth of the median of the last five over the median of the first five.
 #
-# Usage: bench/reload_memory.sh   (RELOADS=30 SETTLE=1.5 ENVOI=target/release/envoi)
+# Usage: bench/reload_memory.sh   (RELOADS=30 SETTLE=1.5 EDIT=1 ENVOI=target/release/envoi)
 # Needs: python3, curl. Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RELOADS=${RELOADS:-30}
 SETTLE=${SETTLE:-1.5}
+EDIT=${EDIT:-1}
 WORK=$(mktemp -d /tmp/envoi-reload-memory.XXXXXX)
 PID=
 cleanup() {
@@ -48,6 +51,10 @@ figures=("$(rss)")
 echo "loaded: $(rss) KiB"
 for n in $(seq 1 "$RELOADS"); do
   before=$(loads)
+  if [ "$EDIT" = 1 ]; then
+    edited="$WORK/p100k/workloads-00050.toml"
+    { cat "$edited"; echo "# reload $n"; } > "$WORK/edited.tmp" && mv "$WORK/edited.tmp" "$edited"
+  fi
   kill -HUP "$PID"
   while [ "$(loads)" = "$before" ]; do sleep 0.05; done
   sleep "$SETTLE"
