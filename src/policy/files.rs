@@ -77,20 +77,47 @@ pub struct Contents {
 }
 
 impl Contents {
-    /// Whether `policy_files`, just read, are the same files with the same bytes, and
-    /// every value file still reads as it did (each is read again here). A policy read
-    /// from no file (text, a database) never matches.
-    pub fn reads_the_same(&self, policy_files: &[(&Path, Digest)]) -> bool {
-        !self.policy_files.is_empty()
+    /// How `policy_files`, just read, compare with those the policy was compiled from;
+    /// every value file is read again here. A policy read from no file (text, a database)
+    /// compares as [`Comparison::Other`].
+    pub fn compare(&self, policy_files: &[(&Path, Digest)]) -> Comparison {
+        let same_files = !self.policy_files.is_empty()
             && policy_files.len() == self.policy_files.len()
             && policy_files
                 .iter()
                 .zip(&self.policy_files)
-                .all(|((path, digest), (was_path, was))| path == was_path && digest == was)
-            && self.value_files.iter().all(|(path, was)| {
+                .all(|((path, _), (was, _))| path == was);
+        let same_values = || {
+            self.value_files.iter().all(|(path, was)| {
                 read_regular(path, super::load::MAX_VALUE_BYTES).is_ok_and(|read| read.digest == *was)
             })
+        };
+        if !same_files || !same_values() {
+            return Comparison::Other;
+        }
+        let changed: Vec<bool> = policy_files
+            .iter()
+            .zip(&self.policy_files)
+            .map(|((_, digest), (_, was))| digest != was)
+            .collect();
+        if changed.contains(&true) {
+            Comparison::PolicyFilesChanged(changed)
+        } else {
+            Comparison::Same
+        }
     }
+}
+
+/// How the files of a reload compare with those the serving policy was compiled from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Comparison {
+    /// Every file holds what it held.
+    Same,
+    /// The same policy files, those marked holding something else; every value file
+    /// holds what it held.
+    PolicyFilesChanged(Vec<bool>),
+    /// Policy files added, removed or renamed, or a value file changed or gone.
+    Other,
 }
 
 /// A file read whole, and how it looked while it was read.

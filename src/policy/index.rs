@@ -195,14 +195,15 @@ fn slot(grant: &Grant) -> Slot {
 }
 
 impl GrantIndex {
-    pub(super) fn new(grants: Vec<Grant>) -> Self {
+    /// The index of `grants`, in policy order.
+    pub(super) fn new(grants: Vec<Arc<Grant>>) -> Self {
         let count = grants.len();
         let entries: Vec<Entry> = grants
             .into_iter()
             .enumerate()
             .map(|(order, grant)| Entry {
                 order: order as u64,
-                grant: Arc::new(grant),
+                grant,
             })
             .collect();
         let mut named = CowMap::new();

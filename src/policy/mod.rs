@@ -92,6 +92,9 @@ pub struct Policy {
     seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
     /// What each file read held.
     contents: files::Contents,
+    /// What a reload needs to compile only the files that changed; `None` where a
+    /// reload compiles the whole policy (loaded from text or a database).
+    reusable: Option<std::sync::Arc<load::Reusable>>,
     /// What loaded but is likely a mistake (`check` shows them, a load logs them).
     warnings: Vec<String>,
 }
@@ -146,7 +149,7 @@ pub struct Explained<'p> {
 
 impl Policy {
     fn new(
-        grants: Vec<Grant>,
+        grants: Vec<std::sync::Arc<Grant>>,
         secrets: usize,
         inputs: Vec<std::path::PathBuf>,
         seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
@@ -157,8 +160,14 @@ impl Policy {
             inputs,
             seen,
             contents: files::Contents::default(),
+            reusable: None,
             warnings: Vec::new(),
         }
+    }
+
+    fn with_reusable(mut self, reusable: Option<std::sync::Arc<load::Reusable>>) -> Self {
+        self.reusable = reusable;
+        self
     }
 
     fn with_contents(mut self, contents: files::Contents) -> Self {
@@ -200,6 +209,17 @@ impl Policy {
         let mut all: Vec<&index::Entry> = self.grants.all().collect();
         all.sort_by_key(|entry| entry.order);
         all.into_iter().map(|entry| &*entry.grant).collect()
+    }
+
+    /// The grants of `files` (by the names their locations give), in policy order.
+    pub fn grants_of_files(&self, files: &[&str]) -> Vec<&Grant> {
+        let mut of: Vec<&index::Entry> = self
+            .grants
+            .all()
+            .filter(|entry| files.contains(&&*entry.grant.location.file))
+            .collect();
+        of.sort_by_key(|entry| entry.order);
+        of.into_iter().map(|entry| &*entry.grant).collect()
     }
 
     pub fn grant_count(&self) -> usize {
@@ -290,6 +310,7 @@ impl Policy {
             inputs: Vec::new(),
             seen: Vec::new(),
             contents: files::Contents::default(),
+            reusable: None,
             warnings: Vec::new(),
         }
     }

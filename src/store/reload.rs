@@ -130,7 +130,7 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
                 drop(heap);
                 PolicyHolder::retire(None);
             }
-            Ok(Reloaded::Changed(policy)) => {
+            Ok(Reloaded::Changed { policy, only, files }) => {
                 watched.sync(policy.inputs());
                 // Served first, described after: what changed is for the log line, and a
                 // revoked secret must not wait on it (a third of a 100k reload).
@@ -139,14 +139,23 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
                 let new = holder.current();
                 let new = &new.as_ref().expect("just installed").policy;
                 let changes = old.as_ref().map(|old| {
-                    let diff = crate::policy::review::diff::diff(&old.policy, new);
-                    crate::policy::review::diff::summary(&diff)
+                    use crate::policy::review::diff::{diff, diff_in_files, summary};
+                    // Only the files compiled can have changed.
+                    summary(&match &only {
+                        Some(compiled) => {
+                            let compiled: Vec<&str> = compiled.iter().map(String::as_str).collect();
+                            diff_in_files(&old.policy, new, &compiled)
+                        }
+                        None => diff(&old.policy, new),
+                    })
                 });
+                let compiled = only.as_ref().map_or(files, Vec::len);
                 tracing::info!(
                     trigger = ?why,
                     grants = new.grant_count(),
                     secrets = new.secret_count(),
                     changes = changes.as_deref().unwrap_or("first policy"),
+                    compiled = %format_args!("{compiled} of {files} file(s)"),
                     took_ms = took.as_millis() as u64,
                     "policy reloaded"
                 );

@@ -13,6 +13,7 @@ use super::super::template::{self, Part, RawPart, Template};
 use super::super::value::Value;
 use super::super::{Grant, Policy};
 use super::conflicts::find_conflicts;
+use super::incremental::Reusable;
 use super::source::Source;
 use super::{no_grants, one_source, read_plain_seen, PolicyError, MAX_TEMPLATE_DEPTH, MAX_VALUE_BYTES};
 use crate::seal::Keyring;
@@ -58,29 +59,9 @@ pub(super) fn compile_docs(
     keyring: &Keyring,
     require_grants: bool,
 ) -> Result<Policy, PolicyError> {
-    let mut compiler = Compiler {
-        sources,
-        keyring,
-        problems: Vec::new(),
-        definitions: HashMap::new(),
-        defined: HashMap::new(),
-        resolved: HashMap::new(),
-        inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
-        seen: sources
-            .iter()
-            .flat_map(|s| {
-                let file = s.path.clone().zip(s.fingerprint);
-                s.folder.clone().into_iter().chain(file)
-            })
-            .collect(),
-        contents: Contents {
-            policy_files: sources.iter().filter_map(|s| s.path.clone().zip(s.digest)).collect(),
-            value_files: Vec::new(),
-        },
-        shared: Default::default(),
-        items: ItemSet::default(),
-        warnings: Vec::new(),
-    };
+    let mut compiler = Compiler::new(sources, keyring);
+    // Which files define secrets: a reload may compile again only files that do not.
+    let mut defines_secrets = vec![false; sources.len()];
     let mut syntax = Vec::new();
     let mut waiting = Vec::new();
     let mut grants: Vec<(usize, Grant)> = Vec::new();
@@ -94,6 +75,7 @@ pub(super) fn compile_docs(
             }
         };
         let source = &sources[index];
+        defines_secrets[index] = !raw.secrets.is_empty();
         for (name, spanned) in raw.secrets {
             let location = source.location(spanned.span().start);
             if !valid_secret_name(&name) {
@@ -147,13 +129,22 @@ pub(super) fn compile_docs(
     }
     // Policy order, whatever order the grants were compiled in.
     grants.sort_by_key(|(position, _)| *position);
-    let grants: Vec<Grant> = grants.into_iter().map(|(_, grant)| grant).collect();
+    let grants: Vec<Arc<Grant>> = grants.into_iter().map(|(_, grant)| Arc::new(grant)).collect();
     compiler.problems.extend(find_conflicts(&grants));
     if compiler.problems.is_empty() {
         compiler.warnings.sort();
         compiler.warnings.dedup();
+        // Kept for a reload of files, which may then compile only those that changed.
+        let reusable = sources.iter().all(|s| s.digest.is_some()).then(|| {
+            Arc::new(Reusable {
+                defined: std::mem::take(&mut compiler.defined),
+                resolved: std::mem::take(&mut compiler.resolved),
+                defines_secrets,
+            })
+        });
         Ok(Policy::new(grants, names.len(), compiler.inputs, compiler.seen)
             .with_contents(compiler.contents)
+            .with_reusable(reusable)
             .with_warnings(compiler.warnings))
     } else {
         Err(PolicyError {
@@ -165,6 +156,34 @@ pub(super) fn compile_docs(
 
 pub(super) fn valid_secret_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+impl<'a> Compiler<'a> {
+    pub(super) fn new(sources: &'a [Source], keyring: &'a Keyring) -> Self {
+        Self {
+            sources,
+            keyring,
+            problems: Vec::new(),
+            definitions: HashMap::new(),
+            defined: HashMap::new(),
+            resolved: HashMap::new(),
+            inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
+            seen: sources
+                .iter()
+                .flat_map(|s| {
+                    let file = s.path.clone().zip(s.fingerprint);
+                    s.folder.clone().into_iter().chain(file)
+                })
+                .collect(),
+            contents: Contents {
+                policy_files: sources.iter().filter_map(|s| s.path.clone().zip(s.digest)).collect(),
+                value_files: Vec::new(),
+            },
+            shared: Default::default(),
+            items: ItemSet::default(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl Compiler<'_> {

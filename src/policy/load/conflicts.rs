@@ -3,6 +3,8 @@
 
 use ahash::{HashMap, HashMapExt as _};
 
+use std::sync::Arc;
+
 use super::super::Grant;
 
 /// Two grants of equal specificity that can match one workload and give one target
@@ -10,7 +12,7 @@ use super::super::Grant;
 /// grants are first bucketed by specificity and their exact fields: only grants within a
 /// bucket can overlap, and a policy of many exact grants stays linear (and small: one
 /// entry per grant, not per item).
-pub(super) fn find_conflicts(grants: &[Grant]) -> Vec<String> {
+pub(super) fn find_conflicts(grants: &[Arc<Grant>]) -> Vec<String> {
     type Bucket<'g> = (super::super::Specificity, [Option<&'g str>; 3]);
     let mut buckets: HashMap<Bucket<'_>, Vec<usize>> = HashMap::with_capacity(grants.len());
     for (index, grant) in grants.iter().enumerate() {

@@ -6,18 +6,20 @@ mod attributes;
 mod compile;
 mod conflicts;
 mod grant;
+mod incremental;
 mod source;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::files::{self, Digest, Fingerprint};
+use super::files::{self, Comparison, Digest, Fingerprint};
 use super::model::{PolicyDoc, SourceSpec};
 use super::Policy;
 use crate::seal::Keyring;
 use crate::secret::SecretBytes;
 pub(crate) use attributes::parse_mode;
 use compile::{compile_docs, os_bytes};
+pub(in crate::policy) use incremental::Reusable;
 use source::{read_sources, shape_problems, Source};
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
@@ -188,7 +190,13 @@ pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
 pub enum Reloaded {
     /// Every file reads as it did: the serving policy is current.
     Unchanged,
-    Changed(Policy),
+    /// A new policy of `files` policy files, made by compiling them all or, where only
+    /// some changed, `only` those (by name).
+    Changed {
+        policy: Policy,
+        only: Option<Vec<String>>,
+        files: usize,
+    },
 }
 
 /// Loads policies with the master keys that open their sealed values.
@@ -220,15 +228,33 @@ impl<'k> Loader<'k> {
     /// policy already serving. A reload asked for often (a config reloader's SIGHUP, a
     /// checkout that rewrites files as they were) then costs a read of the files instead
     /// of a compile: a second of a core for 100,000 workloads, taken from answering.
+    /// Where only some policy files changed, only those are compiled when that gives the
+    /// policy a whole compile would (`incremental`).
     pub fn reload_path(&self, path: &Path, serving: Option<&Policy>) -> Result<Reloaded, PolicyError> {
         let sources = read_sources(path)?;
+        let files = sources.len();
         let read: Option<Vec<(&Path, Digest)>> = sources.iter().map(|s| s.path.as_deref().zip(s.digest)).collect();
         if let (Some(serving), Some(read)) = (serving, read) {
-            if serving.contents().reads_the_same(&read) {
-                return Ok(Reloaded::Unchanged);
+            match serving.contents().compare(&read) {
+                Comparison::Same => return Ok(Reloaded::Unchanged),
+                Comparison::PolicyFilesChanged(changed) => {
+                    if let Some(policy) = incremental::recompile(&sources, &changed, serving, self.keyring) {
+                        let compiled = sources.iter().zip(&changed).filter(|(_, c)| **c);
+                        return Ok(Reloaded::Changed {
+                            policy,
+                            only: Some(compiled.map(|(s, _)| s.name.clone()).collect()),
+                            files,
+                        });
+                    }
+                }
+                Comparison::Other => {}
             }
         }
-        compile(&sources, self.keyring).map(Reloaded::Changed)
+        compile(&sources, self.keyring).map(|policy| Reloaded::Changed {
+            policy,
+            only: None,
+            files,
+        })
     }
 
     /// Checks and compiles a policy that is already parsed (from the Postgres store, say);

@@ -70,8 +70,7 @@ enum GrantKey<'p> {
 
 /// Borrowed keys in a hash map: a reload diffs 100,000 grants against 100,000, and keys
 /// formatted into strings in ordered maps were a third of the reload (bench/README.md).
-fn keyed(policy: &Policy) -> HashMap<GrantKey<'_>, &Grant> {
-    let grants = policy.grants();
+fn keyed(grants: Vec<&Grant>) -> HashMap<GrantKey<'_>, &Grant> {
     let mut keyed = HashMap::with_capacity(grants.len());
     let mut seen: HashMap<&Selector, usize> = HashMap::new();
     for grant in grants {
@@ -124,6 +123,38 @@ fn item_changes<'p>(old: &'p Grant, new: &'p Grant) -> Vec<ChangedItem<'p>> {
 
 /// What `new` changes from `old`. Both must be compiled with the same master keys.
 pub fn diff<'p>(old: &'p Policy, new: &'p Policy) -> PolicyDiff<'p> {
+    let mut result = diff_grants(old.grants(), new.grants());
+    // Warnings name their file; compare them without it, so that OLD and NEW may be
+    // files of different names.
+    let stripped = |policy: &Policy| {
+        let mut files = BTreeSet::new();
+        for grant in policy.grants() {
+            files.insert(grant.location.file.to_string());
+        }
+        move |w: &str| files.iter().fold(w.to_owned(), |w, file| w.replace(file.as_str(), ""))
+    };
+    let (old_strip, new_strip) = (stripped(old), stripped(new));
+    let known: BTreeSet<String> = old.warnings().iter().map(|w| old_strip(w)).collect();
+    result.new_warnings = new
+        .warnings()
+        .iter()
+        .filter(|w| !known.contains(&new_strip(w)))
+        .cloned()
+        .collect();
+    result
+}
+
+/// What `new` changes from `old` in the grants of `files`: the diff of a reload that
+/// compiled only those files and kept the others' grants as they were. Unnamed grants
+/// are told apart by their rank among those of the same selector in these files.
+pub fn diff_in_files<'p>(old: &'p Policy, new: &'p Policy, files: &[&str]) -> PolicyDiff<'p> {
+    let mut result = diff_grants(old.grants_of_files(files), new.grants_of_files(files));
+    result.new_warnings = new.warnings().to_vec();
+    result
+}
+
+/// What the grants `new` change from the grants `old`, warnings aside.
+fn diff_grants<'p>(old: Vec<&'p Grant>, new: Vec<&'p Grant>) -> PolicyDiff<'p> {
     let (olds, news) = (keyed(old), keyed(new));
     let mut result = PolicyDiff {
         added: Vec::new(),
@@ -134,6 +165,8 @@ pub fn diff<'p>(old: &'p Policy, new: &'p Policy) -> PolicyDiff<'p> {
     for (key, was) in &olds {
         match news.get(key) {
             None => result.removed.push(*was),
+            // Kept as it was: the same grant, shared by both policies.
+            Some(now) if std::ptr::eq(*was, *now) => {}
             Some(now) => {
                 let selector_changed = was.selector != now.selector;
                 let items = item_changes(was, now);
@@ -158,23 +191,6 @@ pub fn diff<'p>(old: &'p Policy, new: &'p Policy) -> PolicyDiff<'p> {
     result.added.sort_by_key(|g| place(g));
     result.removed.sort_by_key(|g| place(g));
     result.changed.sort_by_key(|c| place(c.new));
-    // Warnings name their file; compare them without it, so that OLD and NEW may be
-    // files of different names.
-    let stripped = |policy: &Policy| {
-        let mut files = BTreeSet::new();
-        for grant in policy.grants() {
-            files.insert(grant.location.file.to_string());
-        }
-        move |w: &str| files.iter().fold(w.to_owned(), |w, file| w.replace(file.as_str(), ""))
-    };
-    let (old_strip, new_strip) = (stripped(old), stripped(new));
-    let known: BTreeSet<String> = old.warnings().iter().map(|w| old_strip(w)).collect();
-    result.new_warnings = new
-        .warnings()
-        .iter()
-        .filter(|w| !known.contains(&new_strip(w)))
-        .cloned()
-        .collect();
     result
 }
 

@@ -21,6 +21,7 @@ mod changes;
 mod edits;
 mod failures;
 mod files;
+mod incremental;
 
 /// The bound: every kind of edit is served within this.
 const WITHIN: Duration = Duration::from_secs(2);
