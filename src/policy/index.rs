@@ -100,6 +100,16 @@ impl<V: Clone + Keyed> CowMap<V> {
     }
 }
 
+/// How many bits of an order number a grant's place in its file takes; the bits above
+/// are the file's place in the policy. A file's grants are then replaced without
+/// renumbering any other file's (`GrantIndex::replace_file`).
+const FILE_SHIFT: u32 = 40;
+
+/// The order of the grant at `position` in the file at `file`, both counted from 0.
+pub(super) fn order_of(file: usize, position: usize) -> u64 {
+    ((file as u64) << FILE_SHIFT) | position as u64
+}
+
 /// A grant in the tables, with its place in policy order: the order breaks ties between
 /// grants of equal specificity.
 #[derive(Clone)]
@@ -195,16 +205,13 @@ fn slot(grant: &Grant) -> Slot {
 }
 
 impl GrantIndex {
-    /// The index of `grants`, in policy order.
-    pub(super) fn new(grants: Vec<Arc<Grant>>) -> Self {
+    /// The index of `grants`, each with its order ([`order_of`]).
+    pub(super) fn new(grants: Vec<(u64, Arc<Grant>)>) -> Self {
         let count = grants.len();
+        let next_order = grants.iter().map(|(order, _)| order + 1).max().unwrap_or(0);
         let entries: Vec<Entry> = grants
             .into_iter()
-            .enumerate()
-            .map(|(order, grant)| Entry {
-                order: order as u64,
-                grant,
-            })
+            .map(|(order, grant)| Entry { order, grant })
             .collect();
         let mut named = CowMap::new();
         for entry in entries.iter().filter(|e| e.grant.name.is_some()) {
@@ -226,7 +233,7 @@ impl GrantIndex {
             general: general.into(),
             named,
             count,
-            next_order: count as u64,
+            next_order,
         }
     }
 
@@ -314,6 +321,96 @@ impl GrantIndex {
             None => self.general = self.general.iter().cloned().chain(std::iter::once(entry)).collect(),
         }
         self.count += 1;
+    }
+}
+
+impl GrantIndex {
+    /// Replaces the grants of the file at `file` (in the numbering of [`order_of`]) with
+    /// `grants`, in their order; every other entry, and every table shard that holds none
+    /// of them, is shared with the index this one was cloned from.
+    pub(super) fn replace_file(&mut self, file: usize, grants: Vec<Arc<Grant>>) {
+        let of_file = |entry: &Entry| entry.order >> FILE_SHIFT == file as u64;
+        let gone: Vec<Entry> = self.all().filter(|entry| of_file(entry)).cloned().collect();
+        for entry in &gone {
+            if let Some(name) = &entry.grant.name {
+                if self
+                    .named
+                    .get(Key::name(name))
+                    .is_some_and(|held| held.order == entry.order)
+                {
+                    self.named.remove(Key::name(name));
+                }
+            }
+            match self.table_mut(&entry.grant) {
+                Some(table) => {
+                    let key = filed_key(&entry.grant);
+                    let kept = table
+                        .get(key)
+                        .map(|held| Entries::of(held.iter().filter(|e| e.order != entry.order).cloned().collect()));
+                    match kept {
+                        Some(Some(kept)) => table.insert(kept),
+                        Some(None) => drop(table.remove(key)),
+                        None => {}
+                    }
+                }
+                None => {
+                    self.general = self
+                        .general
+                        .iter()
+                        .filter(|e| e.order != entry.order)
+                        .cloned()
+                        .collect()
+                }
+            }
+        }
+        self.count -= gone.len();
+        for (position, grant) in grants.into_iter().enumerate() {
+            let entry = Entry {
+                order: order_of(file, position),
+                grant,
+            };
+            self.next_order = self.next_order.max(entry.order + 1);
+            if entry.grant.name.is_some() {
+                self.named.insert(entry.clone());
+            }
+            match self.table_mut(&entry.grant) {
+                Some(table) => {
+                    let mut entries: Vec<Entry> = table
+                        .get(filed_key(&entry.grant))
+                        .map(|held| held.to_vec())
+                        .unwrap_or_default();
+                    entries.push(entry);
+                    entries.sort_by_key(|e| e.order);
+                    table.insert(Entries::of(entries).expect("one at least"));
+                }
+                None => {
+                    let mut general: Vec<Entry> = self.general.iter().cloned().chain(std::iter::once(entry)).collect();
+                    general.sort_by_key(|e| e.order);
+                    self.general = general.into();
+                }
+            }
+            self.count += 1;
+        }
+    }
+
+    /// The grants that may share a bucket of [`find_conflicts`] with `grant`: those of its
+    /// table key (or the general list), of equal specificity, `grant` itself aside.
+    ///
+    /// [`find_conflicts`]: super::load
+    pub(super) fn peers<'a>(&'a self, grant: &'a Grant) -> impl Iterator<Item = &'a Grant> + 'a {
+        let filed: &[Entry] = match slot(grant) {
+            Slot::Exact => self.exact.get(filed_key(grant)).map(|e| &e[..]).unwrap_or_default(),
+            Slot::Project => self
+                .by_project
+                .get(filed_key(grant))
+                .map(|e| &e[..])
+                .unwrap_or_default(),
+            Slot::General => &self.general,
+        };
+        filed
+            .iter()
+            .map(|entry| &*entry.grant)
+            .filter(move |peer| peer.specificity == grant.specificity && !std::ptr::eq(*peer, grant))
     }
 }
 

@@ -149,7 +149,7 @@ pub struct Explained<'p> {
 
 impl Policy {
     fn new(
-        grants: Vec<std::sync::Arc<Grant>>,
+        grants: Vec<(u64, std::sync::Arc<Grant>)>,
         secrets: usize,
         inputs: Vec<std::path::PathBuf>,
         seen: Vec<(std::path::PathBuf, files::Fingerprint)>,

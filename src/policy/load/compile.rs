@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ahash::{HashMap, HashMapExt as _};
 
 use super::super::files::{Contents, Fingerprint};
+use super::super::index::order_of;
 use super::super::item::ItemSet;
 use super::super::model::{EnvSpec, GrantSpec, PolicyDoc, SourceSpec};
 use super::super::template::{self, Part, RawPart, Template};
@@ -64,7 +65,7 @@ pub(super) fn compile_docs(
     let mut defines_secrets = vec![false; sources.len()];
     let mut syntax = Vec::new();
     let mut waiting = Vec::new();
-    let mut grants: Vec<(usize, Grant)> = Vec::new();
+    let mut grants: Vec<(u64, Grant)> = Vec::new();
     let mut position = 0;
     for doc in docs {
         let (index, raw) = match doc {
@@ -99,14 +100,15 @@ pub(super) fn compile_docs(
                 },
             );
         }
-        for spanned in raw.grants {
+        for (in_file, spanned) in raw.grants.into_iter().enumerate() {
             position += 1;
+            let order = order_of(index, in_file);
             let location = source.place(spanned.span().start);
             let grant = spanned.into_inner();
             if !syntax.is_empty() || !compiler.ready_for(&grant) {
-                waiting.push((position, index, location, grant));
+                waiting.push((order, index, location, grant));
             } else if let Some(grant) = compiler.grant(index, location, grant) {
-                grants.push((position, grant));
+                grants.push((order, grant));
             }
         }
         source.release();
@@ -122,15 +124,20 @@ pub(super) fn compile_docs(
     for name in &names {
         compiler.resolve_secret(name, &mut Vec::new());
     }
-    for (position, index, location, grant) in waiting {
+    for (order, index, location, grant) in waiting {
         if let Some(grant) = compiler.grant(index, location, grant) {
-            grants.push((position, grant));
+            grants.push((order, grant));
         }
     }
     // Policy order, whatever order the grants were compiled in.
-    grants.sort_by_key(|(position, _)| *position);
-    let grants: Vec<Arc<Grant>> = grants.into_iter().map(|(_, grant)| Arc::new(grant)).collect();
-    compiler.problems.extend(find_conflicts(&grants));
+    grants.sort_by_key(|(order, _)| *order);
+    let grants: Vec<(u64, Arc<Grant>)> = grants
+        .into_iter()
+        .map(|(order, grant)| (order, Arc::new(grant)))
+        .collect();
+    let all: Vec<&Grant> = grants.iter().map(|(_, grant)| &**grant).collect();
+    compiler.problems.extend(find_conflicts(&all));
+    drop(all);
     if compiler.problems.is_empty() {
         compiler.warnings.sort();
         compiler.warnings.dedup();

@@ -21,12 +21,11 @@ use std::sync::Arc;
 use ahash::HashMap;
 
 use super::super::files::Contents;
-use super::super::index::Entry;
 use super::super::model::PolicyDoc;
 use super::super::value::Value;
 use super::super::{Grant, Policy};
 use super::compile::Compiler;
-use super::conflicts::find_conflicts;
+use super::conflicts::any_conflict;
 use super::source::Source;
 use crate::seal::Keyring;
 
@@ -76,26 +75,16 @@ pub(super) fn recompile(sources: &[Source], changed: &[bool], serving: &Policy, 
         return None;
     }
 
-    // The kept grants, file by file, in the order they were in.
-    let mut kept: StdHashMap<&str, Vec<&Entry>> = StdHashMap::new();
-    for entry in serving.grants.all() {
-        kept.entry(&entry.grant.location.file).or_default().push(entry);
+    // The serving index, its changed files' grants replaced: every other entry, and
+    // every shard of its tables that holds none of them, is shared.
+    let mut grants = serving.grants.clone();
+    let mut added: Vec<Arc<Grant>> = Vec::new();
+    for (index, new) in compiled {
+        added.extend(new.iter().cloned());
+        grants.replace_file(index, new);
     }
-    let mut grants: Vec<Arc<Grant>> = Vec::with_capacity(serving.grant_count());
-    for (index, source) in sources.iter().enumerate() {
-        let was = kept.remove(source.name.as_str()).unwrap_or_default();
-        match compiled.remove(&index) {
-            Some(new) => grants.extend(new),
-            None => {
-                let mut was = was;
-                was.sort_by_key(|entry| entry.order);
-                grants.extend(was.into_iter().map(|entry| entry.grant.clone()));
-            }
-        }
-    }
-    // A grant from no file of the folder (it cannot be: the files are the same) or no
-    // grant at all: the whole compile says what is wrong.
-    if !kept.is_empty() || grants.is_empty() || !find_conflicts(&grants).is_empty() {
+    // No grant at all, or a conflict: the whole compile says what is wrong.
+    if grants.len() == 0 || any_conflict(&added, &grants) {
         return None;
     }
 
@@ -121,11 +110,15 @@ pub(super) fn recompile(sources: &[Source], changed: &[bool], serving: &Policy, 
             .chain(compiler.contents.value_files)
             .collect(),
     };
-    Some(
-        Policy::new(grants, serving.secrets, inputs, seen)
-            .with_contents(contents)
-            .with_reusable(Some(reusable.clone())),
-    )
+    Some(Policy {
+        grants,
+        secrets: serving.secrets,
+        inputs,
+        seen,
+        contents,
+        reusable: Some(reusable.clone()),
+        warnings: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -199,6 +192,24 @@ mod tests {
         assert_eq!(served(&policy, &workloads), served(&whole, &workloads));
         assert_eq!(policy.grant_count(), 7);
         assert_eq!(policy.secret_count(), whole.secret_count());
+
+        // A grant that conflicts with a kept file's, under the same exact key, and one
+        // under a pattern: refused, as a whole compile refuses them.
+        for conflicting in [
+            "[[grants]]\nproject = \"p1\"\ntype = \"service\"\nid = \"api\"\nenv = { OWN = { value = \"x\" } }\n",
+            "[[grants]]\nproject = \"p1\"\nenv = { URL = { value = \"x\" } }\n",
+        ] {
+            write("12-team.toml", conflicting);
+            let refused = loader.reload_path(folder.path(), Some(&policy)).unwrap_err();
+            assert!(refused.to_string().contains("equal specificity"), "{refused}");
+        }
+        write(
+            "12-team.toml",
+            &format!(
+                "[[grants]]\nproject = \"p9\"\nenv = {{ LATE = \"url\" }}\n\n{}",
+                team(2, "v2")
+            ),
+        );
 
         // Compiled from the incremental policy again: a change to the secrets' file is
         // compiled whole.
