@@ -284,53 +284,25 @@ impl GrantIndex {
         let Some(named) = self.named.remove(Key::name(name)) else {
             return false;
         };
-        let without =
-            |entries: &[Entry]| -> Vec<Entry> { entries.iter().filter(|e| e.order != named.order).cloned().collect() };
-        match self.table_mut(&named.grant) {
-            Some(table) => {
-                let key = filed_key(&named.grant);
-                match table.get(key).map(|held| Entries::of(without(held))) {
-                    Some(Some(kept)) => table.insert(kept),
-                    Some(None) => drop(table.remove(key)),
-                    None => {}
-                }
-            }
-            None => self.general = without(&self.general).into(),
-        }
-        self.count -= 1;
+        self.unfile(&named);
         true
     }
 
     /// Adds `grant` after every grant already held.
     pub(super) fn add(&mut self, grant: Arc<Grant>) {
-        let entry = Entry {
-            order: self.next_order,
-            grant,
-        };
-        self.next_order += 1;
-        if entry.grant.name.is_some() {
-            self.named.insert(entry.clone());
-        }
-        match self.table_mut(&entry.grant) {
-            Some(table) => {
-                let held = table.get(filed_key(&entry.grant));
-                let mut entries: Vec<Entry> = held.map(|held| held.to_vec()).unwrap_or_default();
-                entries.push(entry);
-                table.insert(Entries::of(entries).expect("one at least"));
-            }
-            None => self.general = self.general.iter().cloned().chain(std::iter::once(entry)).collect(),
-        }
-        self.count += 1;
+        let order = self.next_order;
+        self.file(Entry { order, grant });
     }
-}
 
-impl GrantIndex {
     /// Replaces the grants of the file at `file` (in the numbering of [`order_of`]) with
     /// `grants`, in their order; every other entry, and every table shard that holds none
     /// of them, is shared with the index this one was cloned from.
     pub(super) fn replace_file(&mut self, file: usize, grants: Vec<Arc<Grant>>) {
-        let of_file = |entry: &Entry| entry.order >> FILE_SHIFT == file as u64;
-        let gone: Vec<Entry> = self.all().filter(|entry| of_file(entry)).cloned().collect();
+        let gone: Vec<Entry> = self
+            .all()
+            .filter(|entry| entry.order >> FILE_SHIFT == file as u64)
+            .cloned()
+            .collect();
         for entry in &gone {
             if let Some(name) = &entry.grant.name {
                 if self
@@ -341,62 +313,62 @@ impl GrantIndex {
                     self.named.remove(Key::name(name));
                 }
             }
-            match self.table_mut(&entry.grant) {
-                Some(table) => {
-                    let key = filed_key(&entry.grant);
-                    let kept = table
-                        .get(key)
-                        .map(|held| Entries::of(held.iter().filter(|e| e.order != entry.order).cloned().collect()));
-                    match kept {
-                        Some(Some(kept)) => table.insert(kept),
-                        Some(None) => drop(table.remove(key)),
-                        None => {}
-                    }
-                }
-                None => {
-                    self.general = self
-                        .general
-                        .iter()
-                        .filter(|e| e.order != entry.order)
-                        .cloned()
-                        .collect()
-                }
-            }
+            self.unfile(entry);
         }
-        self.count -= gone.len();
         for (position, grant) in grants.into_iter().enumerate() {
-            let entry = Entry {
+            self.file(Entry {
                 order: order_of(file, position),
                 grant,
-            };
-            self.next_order = self.next_order.max(entry.order + 1);
-            if entry.grant.name.is_some() {
-                self.named.insert(entry.clone());
-            }
-            match self.table_mut(&entry.grant) {
-                Some(table) => {
-                    let mut entries: Vec<Entry> = table
-                        .get(filed_key(&entry.grant))
-                        .map(|held| held.to_vec())
-                        .unwrap_or_default();
-                    entries.push(entry);
-                    entries.sort_by_key(|e| e.order);
-                    table.insert(Entries::of(entries).expect("one at least"));
-                }
-                None => {
-                    let mut general: Vec<Entry> = self.general.iter().cloned().chain(std::iter::once(entry)).collect();
-                    general.sort_by_key(|e| e.order);
-                    self.general = general.into();
-                }
-            }
-            self.count += 1;
+            });
         }
     }
 
-    /// The grants that may share a bucket of [`find_conflicts`] with `grant`: those of its
+    /// Takes `entry` out of its table or the general list (not out of `named`).
+    fn unfile(&mut self, entry: &Entry) {
+        let without =
+            |entries: &[Entry]| -> Vec<Entry> { entries.iter().filter(|e| e.order != entry.order).cloned().collect() };
+        match self.table_mut(&entry.grant) {
+            Some(table) => {
+                let key = filed_key(&entry.grant);
+                match table.get(key).map(|held| Entries::of(without(held))) {
+                    Some(Some(kept)) => table.insert(kept),
+                    Some(None) => drop(table.remove(key)),
+                    None => {}
+                }
+            }
+            None => self.general = without(&self.general).into(),
+        }
+        self.count -= 1;
+    }
+
+    /// Files `entry` in its table (or the general list) and, if named, by its name; the
+    /// entries under one key stay in policy order.
+    fn file(&mut self, entry: Entry) {
+        self.next_order = self.next_order.max(entry.order + 1);
+        if entry.grant.name.is_some() {
+            self.named.insert(entry.clone());
+        }
+        let with = |entries: &[Entry], entry: Entry| -> Vec<Entry> {
+            let mut entries: Vec<Entry> = entries.iter().cloned().chain(std::iter::once(entry)).collect();
+            entries.sort_by_key(|e| e.order);
+            entries
+        };
+        match self.table_mut(&entry.grant) {
+            Some(table) => {
+                let held = table
+                    .get(filed_key(&entry.grant))
+                    .map(|held| &held[..])
+                    .unwrap_or_default();
+                let entries = with(held, entry);
+                table.insert(Entries::of(entries).expect("one at least"));
+            }
+            None => self.general = with(&self.general, entry).into(),
+        }
+        self.count += 1;
+    }
+
+    /// The grants that may share a bucket of `load::conflicts` with `grant`: those of its
     /// table key (or the general list), of equal specificity, `grant` itself aside.
-    ///
-    /// [`find_conflicts`]: super::load
     pub(super) fn peers<'a>(&'a self, grant: &'a Grant) -> impl Iterator<Item = &'a Grant> + 'a {
         let filed: &[Entry] = match slot(grant) {
             Slot::Exact => self.exact.get(filed_key(grant)).map(|e| &e[..]).unwrap_or_default(),
