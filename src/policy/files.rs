@@ -20,16 +20,31 @@ pub struct Fingerprint {
     inode: u64,
     len: u64,
     modified: Option<SystemTime>,
+    /// The inode's change time, which every write and every `touch` moves and no one can
+    /// set back.
+    changed: (i64, i64),
+    /// Taken a while after the last change: a later change shows in the change time, not
+    /// lost in the same clock tick as the last one.
+    settled: bool,
 }
 
 impl Fingerprint {
     fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt as _;
+        let changed = (meta.ctime(), meta.ctime_nsec());
+        let changed_at = u64::try_from(changed.0)
+            .ok()
+            .map(|seconds| SystemTime::UNIX_EPOCH + Duration::new(seconds, changed.1.clamp(0, 999_999_999) as u32));
+        let settled = changed_at
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .is_some_and(|age| age >= SETTLED_AFTER);
         Self {
             device: meta.dev(),
             inode: meta.ino(),
             len: meta.len(),
             modified: meta.modified().ok(),
+            changed,
+            settled,
         }
     }
 
@@ -37,7 +52,18 @@ impl Fingerprint {
     pub fn now(path: &Path) -> Option<Self> {
         std::fs::metadata(path).ok().map(|meta| Self::of(&meta))
     }
+
+    /// Whether the file is, without a doubt, as it was when `self` was taken: `self` was
+    /// settled, and nothing of it differs now.
+    pub fn still(&self, path: &Path) -> bool {
+        self.settled && Self::now(path).as_ref() == Some(self)
+    }
 }
+
+/// How long after its last change a file's fingerprint is trusted to show the next one:
+/// timestamps move by clock ticks of a few milliseconds, so two changes within one tick
+/// can leave the same times.
+const SETTLED_AFTER: Duration = Duration::from_millis(50);
 
 /// What a file held when it was read: an HMAC-SHA-256 of its bytes under a key drawn
 /// when the process starts. Two reads with the same digest read the same bytes, whatever
@@ -87,9 +113,14 @@ impl Contents {
                 .iter()
                 .zip(&self.policy_files)
                 .all(|((path, _), (was, _))| path == was);
-        let same_values = || {
+        let mut values_seen = Vec::with_capacity(self.value_files.len());
+        let mut same_values = || {
             self.value_files.iter().all(|(path, was)| {
-                read_regular(path, super::load::MAX_VALUE_BYTES).is_ok_and(|read| read.digest == *was)
+                let read = read_regular(path, super::load::MAX_VALUE_BYTES);
+                read.is_ok_and(|read| {
+                    values_seen.push((path.clone(), read.fingerprint));
+                    read.digest == *was
+                })
             })
         };
         if !same_files || !same_values() {
@@ -103,16 +134,28 @@ impl Contents {
         if changed.contains(&true) {
             Comparison::PolicyFilesChanged(changed)
         } else {
-            Comparison::Same
+            Comparison::Same(values_seen)
         }
+    }
+}
+
+/// How each file read looked, the policy folder's listing included: a reload that finds
+/// every one of them [`Fingerprint::still`] as it was reads nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(pub(super) Vec<(PathBuf, Fingerprint)>);
+
+impl Seen {
+    /// Whether every file is, without a doubt, as it was seen; `false` for none seen.
+    pub(super) fn untouched(&self) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|(path, seen)| seen.still(path))
     }
 }
 
 /// How the files of a reload compare with those the serving policy was compiled from.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Comparison {
-    /// Every file holds what it held.
-    Same,
+    /// Every file holds what it held; how the value files looked as they were read.
+    Same(Vec<(PathBuf, Fingerprint)>),
     /// The same policy files, those marked holding something else; every value file
     /// holds what it held.
     PolicyFilesChanged(Vec<bool>),
@@ -299,6 +342,29 @@ pub fn list_policy_folder(folder: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_is_trusted_once_settled_and_any_write_shows_in_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("value.txt");
+        std::fs::write(&path, "one").unwrap();
+        let fresh = Fingerprint::now(&path).unwrap();
+        assert!(!fresh.still(&path), "taken in the tick of the write: not trusted");
+        std::thread::sleep(SETTLED_AFTER * 2);
+        let settled = Fingerprint::now(&path).unwrap();
+        assert!(settled.still(&path));
+        // The same length, the modification time put back: the change time still moves.
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert!(!settled.still(&path));
+    }
 
     #[test]
     fn policy_file_names_are_visible_toml_files() {

@@ -16,7 +16,7 @@ mod value;
 use std::fmt;
 
 pub use crate::secret::SecretBytes;
-pub use files::{is_policy_file_name, list_policy_folder};
+pub use files::{is_policy_file_name, list_policy_folder, Seen as FilesSeen};
 pub use item::{Encoding, FileAttributes, Item, Ownership, PermissionPolicy, Permissions, Target};
 pub(crate) use load::parse_mode;
 pub use load::{load_path, load_str, one_source, parse_path, read_plain, Loader, ParsedFile, PolicyError, Reloaded};
@@ -196,6 +196,11 @@ impl Policy {
         self.seen
             .iter()
             .any(|(path, seen)| files::Fingerprint::now(path).as_ref() != Some(seen))
+    }
+
+    /// How each file the policy was read from looked (the folder's listing included).
+    fn seen(&self) -> files::Seen {
+        files::Seen(self.seen.clone())
     }
 
     /// The files the policy was built from (policy files and `file` values): a change

@@ -97,6 +97,9 @@ pub fn spawn(store: TomlStore, holder: Arc<PolicyHolder>) -> Result<ReloadHandle
 /// (bench/README.md, "Fleet start"). At the same priority it takes its share of one
 /// core for about a second.
 fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, receiver: &mpsc::Receiver<Trigger>) {
+    // How the files looked when a reload last found them unchanged; `None`: as the
+    // serving policy read them.
+    let mut seen: Option<crate::policy::FilesSeen> = None;
     while let Ok(first) = receiver.recv() {
         let started = Instant::now();
         let mut why = first;
@@ -111,11 +114,15 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
         let loading = Instant::now();
         let heap = Heap::new();
         let serving = holder.current_full();
-        let loaded = heap.run(|| store.reload(serving.as_deref().map(|snapshot| &snapshot.policy)));
+        let loaded = heap.run(|| store.reload(serving.as_deref().map(|snapshot| &snapshot.policy), seen.as_ref()));
         // Held only to compare with: a swap below waits for every holder to let go.
         drop(serving);
         match loaded {
-            Ok(Reloaded::Unchanged) => {
+            Ok(Reloaded::Unchanged { seen: now }) => {
+                // Its few blocks outlive the heap they were read in (crate::memory::Heap).
+                if now.is_some() {
+                    seen = now;
+                }
                 holder.confirm_unchanged();
                 let current = holder.current();
                 let current = &current.as_ref().expect("a policy serves").policy;
@@ -131,6 +138,7 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
                 PolicyHolder::retire(None);
             }
             Ok(Reloaded::Changed { policy, only, files }) => {
+                seen = None;
                 watched.sync(policy.inputs());
                 // Served first, described after: what changed is for the log line, and a
                 // revoked secret must not wait on it (a third of a 100k reload).

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::policy::{Loader, Policy, PolicyError, Reloaded};
+use crate::policy::{FilesSeen, Loader, Policy, PolicyError, Reloaded};
 use crate::seal::Keyring;
 
 #[derive(Debug, Clone)]
@@ -30,8 +30,8 @@ impl TomlStore {
     }
 
     /// Reads the policy again and compiles it unless every file reads as it did when
-    /// `serving` was compiled.
-    pub fn reload(&self, serving: Option<&Policy>) -> Result<Reloaded, PolicyError> {
-        Loader::new(&self.keyring).reload_path(&self.path, serving)
+    /// `serving` was compiled; `seen`, how the files looked when last found so.
+    pub fn reload(&self, serving: Option<&Policy>, seen: Option<&FilesSeen>) -> Result<Reloaded, PolicyError> {
+        Loader::new(&self.keyring).reload_path(&self.path, serving, seen)
     }
 }

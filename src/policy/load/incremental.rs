@@ -169,7 +169,8 @@ mod tests {
                 team(2, "v2")
             ),
         );
-        let Reloaded::Changed { policy, only, files } = loader.reload_path(folder.path(), Some(&serving)).unwrap()
+        let Reloaded::Changed { policy, only, files } =
+            loader.reload_path(folder.path(), Some(&serving), None).unwrap()
         else {
             panic!("the edit is a change");
         };
@@ -200,7 +201,7 @@ mod tests {
             "[[grants]]\nproject = \"p1\"\nenv = { URL = { value = \"x\" } }\n",
         ] {
             write("12-team.toml", conflicting);
-            let refused = loader.reload_path(folder.path(), Some(&policy)).unwrap_err();
+            let refused = loader.reload_path(folder.path(), Some(&policy), None).unwrap_err();
             assert!(refused.to_string().contains("equal specificity"), "{refused}");
         }
         write(
@@ -219,7 +220,7 @@ mod tests {
         );
         let Reloaded::Changed {
             policy: again, only, ..
-        } = loader.reload_path(folder.path(), Some(&policy)).unwrap()
+        } = loader.reload_path(folder.path(), Some(&policy), None).unwrap()
         else {
             panic!("the edit is a change");
         };

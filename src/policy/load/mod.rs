@@ -188,8 +188,10 @@ pub fn parse_path(path: &Path) -> Result<Vec<ParsedFile>, PolicyError> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Reloaded {
-    /// Every file reads as it did: the serving policy is current.
-    Unchanged,
+    /// Every file reads as it did: the serving policy is current. `seen`: how the files
+    /// looked as they were read, for the next reload ([`Loader::reload_path`]), if they
+    /// were read.
+    Unchanged { seen: Option<files::Seen> },
     /// A new policy of `files` policy files, made by compiling them all or, where only
     /// some changed, `only` those (by name).
     Changed {
@@ -230,13 +232,38 @@ impl<'k> Loader<'k> {
     /// of a compile: a second of a core for 100,000 workloads, taken from answering.
     /// Where only some policy files changed, only those are compiled when that gives the
     /// policy a whole compile would (`incremental`).
-    pub fn reload_path(&self, path: &Path, serving: Option<&Policy>) -> Result<Reloaded, PolicyError> {
+    ///
+    /// `seen` is how the files looked when last found unchanged (the serving policy's own
+    /// reading if `None`): where none of them, nor the folder, has been touched since, not
+    /// a byte is read.
+    pub fn reload_path(
+        &self,
+        path: &Path,
+        serving: Option<&Policy>,
+        seen: Option<&files::Seen>,
+    ) -> Result<Reloaded, PolicyError> {
+        if let Some(serving) = serving.filter(|serving| !serving.contents().policy_files.is_empty()) {
+            let untouched = match seen {
+                Some(seen) => seen.untouched(),
+                None => serving.seen().untouched(),
+            };
+            if untouched {
+                return Ok(Reloaded::Unchanged { seen: None });
+            }
+        }
         let sources = read_sources(path)?;
         let files = sources.len();
         let read: Option<Vec<(&Path, Digest)>> = sources.iter().map(|s| s.path.as_deref().zip(s.digest)).collect();
         if let (Some(serving), Some(read)) = (serving, read) {
             match serving.contents().compare(&read) {
-                Comparison::Same => return Ok(Reloaded::Unchanged),
+                Comparison::Same(values) => {
+                    let policy_files = sources.iter().flat_map(|s| {
+                        let file = s.path.clone().zip(s.fingerprint);
+                        s.folder.clone().into_iter().chain(file)
+                    });
+                    let seen = files::Seen(policy_files.chain(values).collect());
+                    return Ok(Reloaded::Unchanged { seen: Some(seen) });
+                }
                 Comparison::PolicyFilesChanged(changed) => {
                     if let Some(policy) = incremental::recompile(&sources, &changed, serving, self.keyring) {
                         let compiled = sources.iter().zip(&changed).filter(|(_, c)| **c);

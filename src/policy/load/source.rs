@@ -19,6 +19,8 @@ pub(super) fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| PolicyError::one(format!("cannot read policy {}: {}", path.display(), io_reason(&e))))?;
     let (files, folder) = if meta.is_dir() {
+        // Taken before the listing: a file added or removed while it lists moves it.
+        let fingerprint = Fingerprint::now(path);
         let files = files::list_policy_folder(path).map_err(PolicyError::new)?;
         if files.is_empty() {
             return Err(PolicyError::one(format!(
@@ -27,7 +29,7 @@ pub(super) fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
             )));
         }
         // The folder's own fingerprint changes when a file is added, removed or renamed.
-        (files, Fingerprint::now(path).map(|f| (path.to_path_buf(), f)))
+        (files, fingerprint.map(|f| (path.to_path_buf(), f)))
     } else {
         (vec![path.to_path_buf()], None)
     };
