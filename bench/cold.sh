@@ -16,12 +16,14 @@
 #    new TLS connection, ECDSA) at BURST_CONCURRENCY against envoi, once quiet and once
 #    while the 100k policy is reloaded RELOAD_AFTER_MS into the burst (RELOAD=file, the
 #    default: a policy file rewritten by rename with a comment added, a change to compile;
+#    RELOAD_FILE names it, workloads-00050.toml by default, which only that file's compile
+#    follows; secrets.toml, the file of every secret, is compiled with the whole policy;
 #    RELOAD=sighup: a SIGHUP with every file as it was, which is not compiled again); the
 #    reload's completion is read from envoi's /metrics (envoi_policy_loads_total, on a
 #    plain admin listener) and must be ≤ 5 s.
 #
 # Usage: bench/cold.sh  (ROUNDS=3 DURATION=10 CONCURRENCY=64 BURST=10000
-#        BURST_CONCURRENCY=256 BURST_ROUNDS=1 RELOAD=file RELOAD_AFTER_MS=500 WORKERS=
+#        BURST_CONCURRENCY=256 BURST_ROUNDS=1 RELOAD=file RELOAD_FILE=workloads-00050.toml RELOAD_AFTER_MS=500 WORKERS=
 #        CLIENT_THREADS=2 SOURCES=16 VERIFY=nosig LOG_LEVEL=info
 #        ENVOI=target/release/envoi CEILING=target/release/examples/ceiling
 #        COLD=target/release/examples/cold)
@@ -43,6 +45,7 @@ BURST_CONCURRENCY=${BURST_CONCURRENCY:-256}
 BURST_ROUNDS=${BURST_ROUNDS:-1}
 RELOAD=${RELOAD:-file}
 RELOAD_AFTER_MS=${RELOAD_AFTER_MS:-500}
+RELOAD_FILE=${RELOAD_FILE:-workloads-00050.toml}
 WORKERS=${WORKERS:-}
 CLIENT_THREADS=${CLIENT_THREADS:-2}
 SOURCES=${SOURCES:-16}
@@ -171,7 +174,7 @@ echo "== fleet-start burst: $BURST distinct workloads at concurrency $BURST_CONC
 loads() { curl -s http://127.0.0.1:18221/metrics | awk '/^envoi_policy_loads_total/ {print $2}'; }
 reload_lines() { grep -c 'policy reloaded' "$LOGS/envoi-ecdsa.log" || true; }
 if [ "$RELOAD" = file ]; then
-  RELOAD_ARGS=(--reload-file "$WORK/p100k/workloads-00050.toml")
+  RELOAD_ARGS=(--reload-file "$WORK/p100k/$RELOAD_FILE")
 else
   RELOAD_ARGS=(--reload-pid "$E_ECDSA")
 fi
