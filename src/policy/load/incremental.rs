@@ -212,6 +212,30 @@ mod tests {
             ),
         );
 
+        // A file that starts defining a secret is compiled whole.
+        write(
+            "12-team.toml",
+            "[secrets.own]\nvalue = \"own-1\"\n\n[[grants]]\nproject = \"p2\"\nenv = { MINE = \"own\" }\n",
+        );
+        let Reloaded::Changed {
+            policy: with_secret,
+            only,
+            ..
+        } = loader.reload_path(folder.path(), Some(&policy), None).unwrap()
+        else {
+            panic!("the edit is a change");
+        };
+        assert_eq!(only, None, "compiled whole");
+        let whole = loader.load_path(folder.path()).unwrap();
+        assert_eq!(served(&with_secret, &workloads), served(&whole, &workloads));
+        write(
+            "12-team.toml",
+            &format!(
+                "[[grants]]\nproject = \"p9\"\nenv = {{ LATE = \"url\" }}\n\n{}",
+                team(2, "v2")
+            ),
+        );
+
         // Compiled from the incremental policy again: a change to the secrets' file is
         // compiled whole.
         write(
