@@ -347,9 +347,13 @@ mod tests {
     fn a_fingerprint_is_trusted_once_settled_and_any_write_shows_in_it() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("value.txt");
+        let written = std::time::Instant::now();
         std::fs::write(&path, "one").unwrap();
         let fresh = Fingerprint::now(&path).unwrap();
-        assert!(!fresh.still(&path), "taken in the tick of the write: not trusted");
+        // Unless this thread was held up past the settling time (a loaded machine).
+        if written.elapsed() < SETTLED_AFTER / 2 {
+            assert!(!fresh.still(&path), "taken right after the write: not trusted");
+        }
         std::thread::sleep(SETTLED_AFTER * 2);
         let settled = Fingerprint::now(&path).unwrap();
         assert!(settled.still(&path));
