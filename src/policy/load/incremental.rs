@@ -50,11 +50,11 @@ pub(super) fn recompile(sources: &[Source], changed: &[bool], serving: &Policy, 
     {
         return None;
     }
-    let mut compiler = Compiler::new(sources, keyring);
-    compiler.defined = reusable.defined.clone();
-    compiler.resolved = reusable.resolved.clone();
-    // The parsed documents are garbage once compiled (crate::memory).
+    // The parsed documents, and the compiler's copy of the secrets, are garbage once
+    // compiled: kept apart from the policy (crate::memory).
     let scratch = crate::memory::Heap::new();
+    let mut compiler = Compiler::new(sources, keyring);
+    (compiler.defined, compiler.resolved) = scratch.run(|| (reusable.defined.clone(), reusable.resolved.clone()));
     let mut compiled: StdHashMap<usize, Vec<Arc<Grant>>> = StdHashMap::new();
     for (index, source) in sources.iter().enumerate().filter(|(index, _)| changed[*index]) {
         let doc = scratch
