@@ -298,11 +298,11 @@ impl GrantIndex {
     /// `grants`, in their order; every other entry, and every table shard that holds none
     /// of them, is shared with the index this one was cloned from.
     pub(super) fn replace_file(&mut self, file: usize, grants: Vec<Arc<Grant>>) {
-        let gone: Vec<Entry> = self
-            .all()
-            .filter(|entry| entry.order >> FILE_SHIFT == file as u64)
-            .cloned()
-            .collect();
+        let of_file = |entry: &Entry| entry.order >> FILE_SHIFT == file as u64;
+        let gone: Vec<Entry> = self.all().filter(|entry| of_file(entry)).cloned().collect();
+        // The general list is rebuilt once, not once an entry: a file of many glob
+        // grants would otherwise cost the square of their number.
+        let mut general: Vec<Entry> = self.general.iter().filter(|entry| !of_file(entry)).cloned().collect();
         for entry in &gone {
             if let Some(name) = &entry.grant.name {
                 if self
@@ -313,14 +313,30 @@ impl GrantIndex {
                     self.named.remove(Key::name(name));
                 }
             }
-            self.unfile(entry);
+            if slot(&entry.grant) == Slot::General {
+                self.count -= 1;
+            } else {
+                self.unfile(entry);
+            }
         }
         for (position, grant) in grants.into_iter().enumerate() {
-            self.file(Entry {
+            let entry = Entry {
                 order: order_of(file, position),
                 grant,
-            });
+            };
+            if slot(&entry.grant) == Slot::General {
+                self.next_order = self.next_order.max(entry.order + 1);
+                if entry.grant.name.is_some() {
+                    self.named.insert(entry.clone());
+                }
+                general.push(entry);
+                self.count += 1;
+            } else {
+                self.file(entry);
+            }
         }
+        general.sort_by_key(|entry| entry.order);
+        self.general = general.into();
     }
 
     /// Takes `entry` out of its table or the general list (not out of `named`).

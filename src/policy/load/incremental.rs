@@ -161,11 +161,13 @@ mod tests {
         }
         let loader = Loader::default();
         let serving = loader.load_path(folder.path()).unwrap();
-        // The middle file: one grant more, one value changed, one grant's place moved.
+        // The middle file: grants more (one of them general: a pattern for its project),
+        // one value changed, one grant's place moved.
         write(
             "12-team.toml",
             &format!(
-                "[[grants]]\nproject = \"p9\"\nenv = {{ LATE = \"url\" }}\n\n{}",
+                "[[grants]]\nproject = \"p9\"\nenv = {{ LATE = \"url\" }}\n\n\
+                 [[grants]]\nproject = \"p*\"\ntype = \"cron\"\nenv = {{ CRON = {{ value = \"c\" }} }}\n\n{}",
                 team(2, "v2")
             ),
         );
@@ -189,9 +191,10 @@ mod tests {
             ("p2", "job", "x"),
             ("p3", "service", "api"),
             ("p9", "any", "thing"),
+            ("p1", "cron", "nightly"),
         ];
         assert_eq!(served(&policy, &workloads), served(&whole, &workloads));
-        assert_eq!(policy.grant_count(), 7);
+        assert_eq!(policy.grant_count(), 8);
         assert_eq!(policy.secret_count(), whole.secret_count());
 
         // A grant that conflicts with a kept file's, under the same exact key, and one
