@@ -207,15 +207,8 @@ mod tests {
             let refused = loader.reload_path(folder.path(), Some(&policy), None).unwrap_err();
             assert!(refused.to_string().contains("equal specificity"), "{refused}");
         }
-        write(
-            "12-team.toml",
-            &format!(
-                "[[grants]]\nproject = \"p9\"\nenv = {{ LATE = \"url\" }}\n\n{}",
-                team(2, "v2")
-            ),
-        );
 
-        // A file that starts defining a secret is compiled whole.
+        // A file that starts defining a secret is compiled whole (then put back as it was).
         write(
             "12-team.toml",
             "[secrets.own]\nvalue = \"own-1\"\n\n[[grants]]\nproject = \"p2\"\nenv = { MINE = \"own\" }\n",
