@@ -325,12 +325,8 @@ impl GrantIndex {
                 grant,
             };
             if slot(&entry.grant) == Slot::General {
-                self.next_order = self.next_order.max(entry.order + 1);
-                if entry.grant.name.is_some() {
-                    self.named.insert(entry.clone());
-                }
+                self.register(&entry);
                 general.push(entry);
-                self.count += 1;
             } else {
                 self.file(entry);
             }
@@ -360,10 +356,7 @@ impl GrantIndex {
     /// Files `entry` in its table (or the general list) and, if named, by its name; the
     /// entries under one key stay in policy order.
     fn file(&mut self, entry: Entry) {
-        self.next_order = self.next_order.max(entry.order + 1);
-        if entry.grant.name.is_some() {
-            self.named.insert(entry.clone());
-        }
+        self.register(&entry);
         let with = |entries: &[Entry], entry: Entry| -> Vec<Entry> {
             let mut entries: Vec<Entry> = entries.iter().cloned().chain(std::iter::once(entry)).collect();
             entries.sort_by_key(|e| e.order);
@@ -379,6 +372,14 @@ impl GrantIndex {
                 table.insert(Entries::of(entries).expect("one at least"));
             }
             None => self.general = with(&self.general, entry).into(),
+        }
+    }
+
+    /// Counts `entry` in, files it by name if it has one, and keeps the next order past it.
+    fn register(&mut self, entry: &Entry) {
+        self.next_order = self.next_order.max(entry.order + 1);
+        if entry.grant.name.is_some() {
+            self.named.insert(entry.clone());
         }
         self.count += 1;
     }

@@ -89,7 +89,7 @@ pub struct Policy {
     secrets: usize,
     inputs: Vec<std::path::PathBuf>,
     /// How each file read looked when it was read.
-    seen: Vec<(std::path::PathBuf, files::Fingerprint)>,
+    seen: files::Seen,
     /// What each file read held.
     contents: files::Contents,
     /// What a reload needs to compile only the files that changed; `None` where a
@@ -158,7 +158,7 @@ impl Policy {
             grants: index::GrantIndex::new(grants),
             secrets,
             inputs,
-            seen,
+            seen: files::Seen(seen),
             contents: files::Contents::default(),
             reusable: None,
             warnings: Vec::new(),
@@ -194,13 +194,14 @@ impl Policy {
     /// anything watched for it.
     pub fn changed_since_read(&self) -> bool {
         self.seen
+            .0
             .iter()
             .any(|(path, seen)| files::Fingerprint::now(path).as_ref() != Some(seen))
     }
 
     /// How each file the policy was read from looked (the folder's listing included).
-    fn seen(&self) -> files::Seen {
-        files::Seen(self.seen.clone())
+    fn seen(&self) -> &files::Seen {
+        &self.seen
     }
 
     /// The files the policy was built from (policy files and `file` values): a change
@@ -313,7 +314,7 @@ impl Policy {
             grants,
             secrets,
             inputs: Vec::new(),
-            seen: Vec::new(),
+            seen: files::Seen::default(),
             contents: files::Contents::default(),
             reusable: None,
             warnings: Vec::new(),

@@ -15,7 +15,7 @@ use super::super::value::Value;
 use super::super::{Grant, Policy};
 use super::conflicts::find_conflicts;
 use super::incremental::Reusable;
-use super::source::Source;
+use super::source::{seen_of, Source};
 use super::{no_grants, one_source, read_plain_seen, PolicyError, MAX_TEMPLATE_DEPTH, MAX_VALUE_BYTES};
 use crate::seal::Keyring;
 use crate::secret::SecretBytes;
@@ -175,13 +175,7 @@ impl<'a> Compiler<'a> {
             defined: HashMap::new(),
             resolved: HashMap::new(),
             inputs: sources.iter().filter_map(|s| s.path.clone()).collect(),
-            seen: sources
-                .iter()
-                .flat_map(|s| {
-                    let file = s.path.clone().zip(s.fingerprint);
-                    s.folder.clone().into_iter().chain(file)
-                })
-                .collect(),
+            seen: seen_of(sources),
             contents: Contents {
                 policy_files: sources.iter().filter_map(|s| s.path.clone().zip(s.digest)).collect(),
                 value_files: Vec::new(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use ahash::HashMap;
 
-use super::super::files::Contents;
+use super::super::files::{Contents, Seen};
 use super::super::model::PolicyDoc;
 use super::super::value::Value;
 use super::super::{Grant, Policy};
@@ -96,6 +96,7 @@ pub(super) fn recompile(sources: &[Source], changed: &[bool], serving: &Policy, 
     seen.extend(
         serving
             .seen
+            .0
             .iter()
             .filter(|(path, _)| value_files.contains(&path))
             .cloned(),
@@ -114,7 +115,7 @@ pub(super) fn recompile(sources: &[Source], changed: &[bool], serving: &Policy, 
         grants,
         secrets: serving.secrets,
         inputs,
-        seen,
+        seen: Seen(seen),
         contents,
         reusable: Some(reusable.clone()),
         warnings: Vec::new(),

@@ -20,7 +20,7 @@ use crate::secret::SecretBytes;
 pub(crate) use attributes::parse_mode;
 use compile::{compile_docs, os_bytes};
 pub(in crate::policy) use incremental::Reusable;
-use source::{read_sources, shape_problems, Source};
+use source::{read_sources, seen_of, shape_problems, Source};
 
 /// Every problem found while loading a policy. Messages name files, lines, grants,
 /// secrets, variables and paths, never a value.
@@ -257,12 +257,11 @@ impl<'k> Loader<'k> {
         if let (Some(serving), Some(read)) = (serving, read) {
             match serving.contents().compare(&read) {
                 Comparison::Same(values) => {
-                    let policy_files = sources.iter().flat_map(|s| {
-                        let file = s.path.clone().zip(s.fingerprint);
-                        s.folder.clone().into_iter().chain(file)
+                    let mut seen = seen_of(&sources);
+                    seen.extend(values);
+                    return Ok(Reloaded::Unchanged {
+                        seen: Some(files::Seen(seen)),
                     });
-                    let seen = files::Seen(policy_files.chain(values).collect());
-                    return Ok(Reloaded::Unchanged { seen: Some(seen) });
                 }
                 Comparison::PolicyFilesChanged(changed) => {
                     if let Some(policy) = incremental::recompile(&sources, &changed, serving, self.keyring) {

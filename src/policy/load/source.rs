@@ -68,6 +68,18 @@ pub(super) fn read_sources(path: &Path) -> Result<Vec<Source>, PolicyError> {
     Ok(sources)
 }
 
+/// How the files of `sources` looked as they were read: the folder (as listed) and each
+/// file.
+pub(super) fn seen_of(sources: &[Source]) -> Vec<(PathBuf, Fingerprint)> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            let file = s.path.clone().zip(s.fingerprint);
+            s.folder.clone().into_iter().chain(file)
+        })
+        .collect()
+}
+
 pub(super) struct Source {
     pub(super) name: String,
     /// The file it was read from, if any.
