@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ahash::RandomState;
 use hashbrown::hash_table::{Entry as Place, HashTable};
 
+use super::item::same_name;
 use super::Grant;
 use crate::auth::Workload;
 
@@ -21,8 +22,14 @@ const SHARDS: usize = 256;
 
 /// What a table is looked up by: a workload's three names, or one name (the others
 /// empty, which no name is).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Key<'a>(&'a str, &'a str, &'a str);
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        same_name(self.0, other.0) && same_name(self.1, other.1) && same_name(self.2, other.2)
+    }
+}
 
 impl<'a> Key<'a> {
     fn name(name: &'a str) -> Self {
@@ -56,8 +63,11 @@ impl<V: Clone + Keyed> CowMap<V> {
     }
 
     fn shard_of(hash: u64) -> usize {
-        // The top bits: the shard's own table uses the low ones.
-        (hash >> 56) as usize % SHARDS
+        // Bits the shard's own table uses for neither its slot (the low bits) nor its tag
+        // (the top seven, which hashbrown compares before the key): sharding by the top
+        // bits gave every key of a shard the same tag, so a lookup compared the keys of a
+        // whole group, a cache miss each (bench/README.md).
+        (hash >> 40) as usize % SHARDS
     }
 
     pub(super) fn get(&self, key: Key<'_>) -> Option<&V> {

@@ -238,7 +238,10 @@ impl Policy {
 
     /// The grants that apply to `workload`, most specific first (ties in policy order).
     fn matching(&self, workload: &Workload) -> Vec<&index::Entry> {
-        let mut found: Vec<&index::Entry> = self.grants.exact(workload).iter().collect();
+        let exact = self.grants.exact(workload);
+        // Room for the project's and the fleet's grants too, most answers' whole count.
+        let mut found: Vec<&index::Entry> = Vec::with_capacity(exact.len() + 8);
+        found.extend(exact);
         for entry in self
             .grants
             .project(workload.project())
@@ -261,7 +264,8 @@ impl Policy {
     /// What `workload` receives, ENV items by key then FILE items by path.
     pub fn answer(&self, workload: &Workload) -> Answer<'_> {
         let grants = self.matching(workload);
-        let mut items: Vec<(&Item, &Grant, usize)> = Vec::new();
+        let count = grants.iter().map(|entry| entry.grant.items.len()).sum();
+        let mut items: Vec<(&Item, &Grant, usize)> = Vec::with_capacity(count);
         for (rank, entry) in grants.iter().enumerate() {
             items.extend(entry.grant.items.iter().map(|item| (item, &*entry.grant, rank)));
         }
