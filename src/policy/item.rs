@@ -63,8 +63,8 @@ impl std::hash::Hash for Target {
 }
 
 /// Whether two names are the same, compared in line: glibc's `memcmp` (its AVX-512
-/// variant) took about 100 ns a call for names of a few bytes on the benchmark machine,
-/// and a lookup compares a few of them (bench/README.md).
+/// variant) stalls on its masked load for names of a few bytes on the benchmark
+/// machine, and was most of an answer's time there (bench/README.md, session 8).
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
