@@ -79,13 +79,33 @@ struct RouteMetrics {
 }
 
 /// One worker's counters. Written by that worker only.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerMetrics {
     routes: [RouteMetrics; Route::ALL.len()],
     refusals: [AtomicU64; REASONS.len()],
+    /// Per signing key, by position: tokens whose signature it verified (SPEC §6). Here
+    /// rather than beside the keys, which both workers read on every request: one count
+    /// they both wrote cost each request a cache miss on it and on the keys (perf,
+    /// bench/README.md).
+    verified: Box<[AtomicU64]>,
 }
 
 impl WorkerMetrics {
+    fn new(keys: usize) -> Self {
+        Self {
+            routes: Default::default(),
+            refusals: Default::default(),
+            verified: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts a token whose signature the `key`-th signing key verified.
+    pub fn token_verified(&self, key: usize) {
+        if let Some(count) = self.verified.get(key) {
+            count.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Counts a finished request: relaxed atomic adds, no lock, no allocation.
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
         let counters = &self.routes[route as usize];
@@ -114,6 +134,8 @@ impl WorkerMetrics {
 pub struct Registry {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     policy: Arc<PolicyHolder>,
+    /// How many signing keys are configured.
+    keys: usize,
     /// Requests refused for carrying a body (the protocol has none).
     pub bodies_refused: AtomicU64,
     /// TLS handshakes cut at the handshake timeout.
@@ -123,10 +145,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(policy: Arc<PolicyHolder>) -> Self {
+    /// The registry of a server verifying tokens with `keys` signing keys.
+    pub fn new(policy: Arc<PolicyHolder>, keys: usize) -> Self {
         Self {
             workers: Mutex::default(),
             policy,
+            keys,
             bodies_refused: AtomicU64::new(0),
             tls_timeouts: AtomicU64::new(0),
             tls_evictions: AtomicU64::new(0),
@@ -135,7 +159,7 @@ impl Registry {
 
     /// A fresh set of counters for one worker.
     pub fn worker(&self) -> Arc<WorkerMetrics> {
-        let worker = Arc::new(WorkerMetrics::default());
+        let worker = Arc::new(WorkerMetrics::new(self.keys));
         self.workers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -159,6 +183,11 @@ impl Registry {
                 sum(&|w| w.refusals[n].load(Relaxed))
             );
         }
+
+        render_verifications(
+            &mut out,
+            (0..self.keys).map(|key| sum(&|w| w.verified[key].load(Relaxed))),
+        );
 
         out.push_str("# HELP envoi_body_refusals_total Requests refused for carrying a body.\n# TYPE envoi_body_refusals_total counter\n");
         let _ = writeln!(out, "envoi_body_refusals_total {}", self.bodies_refused.load(Relaxed));
@@ -208,7 +237,7 @@ impl Registry {
 /// `envoi_token_verifications_total{key="N"}`: tokens whose signature the N-th configured
 /// signing key (from 0, in `auth.secrets` then `auth.secret_files` order) verified. A key
 /// is named by its position only: its bytes, or a hash of them, never appear.
-pub fn render_verifications(out: &mut String, counts: impl Iterator<Item = u64>) {
+fn render_verifications(out: &mut String, counts: impl Iterator<Item = u64>) {
     out.push_str("# HELP envoi_token_verifications_total Tokens whose signature each signing key verified, by its position in the configured list.\n# TYPE envoi_token_verifications_total counter\n");
     for (position, count) in counts.enumerate() {
         let _ = writeln!(out, "envoi_token_verifications_total{{key=\"{position}\"}} {count}");

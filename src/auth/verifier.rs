@@ -7,7 +7,6 @@
 //! types, and the times (`exp`, `nbf`, `iat`, the maximum lifetime) checked against the
 //! caller's clock. `jsonwebtoken` also mints tokens (`envoi token`, `serve --dev`).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -100,9 +99,6 @@ pub struct TokenRules {
 /// `verify` takes `&self`.
 pub struct Verifier {
     keys: Vec<hmac::Key>,
-    /// Per key, by position: tokens whose signature it verified (for rotation, SPEC §6).
-    /// Atomics fixed at start: the request path neither locks nor allocates to count.
-    verified: Box<[AtomicU64]>,
     rules: TokenRules,
 }
 
@@ -190,25 +186,32 @@ impl Verifier {
                 .iter()
                 .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k.bytes()))
                 .collect(),
-            verified: keys.iter().map(|_| AtomicU64::new(0)).collect(),
             rules,
         }
     }
 
-    /// Per configured key, by position: how many tokens its signature verified.
-    pub fn verifications(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
-        self.verified.iter().map(|count| count.load(Relaxed))
+    /// How many signing keys tokens are checked against.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
-    /// Verifies an `Authorization` header value.
-    pub fn verify_header(&self, header: Option<&[u8]>) -> Result<Workload, AuthError> {
+    /// Verifies an `Authorization` header value, as [`Self::verify_with`] does.
+    pub fn verify_header(&self, header: Option<&[u8]>, verified: impl FnOnce(usize)) -> Result<Workload, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = bearer_token(header)?;
-        self.verify(token, now())
+        self.verify_with(token, now(), verified)
     }
 
     /// Verifies a compact JWT at the time `now` (seconds since the epoch).
     pub fn verify(&self, token: &[u8], now: i64) -> Result<Workload, AuthError> {
+        self.verify_with(token, now, |_| ())
+    }
+
+    /// Verifies a compact JWT at the time `now`, and tells `verified` the position of the
+    /// key whose signature it holds (for rotation, SPEC §6) once the signature holds,
+    /// whatever the claims say: an expired token signed with an old key still shows the
+    /// key in use.
+    pub fn verify_with(&self, token: &[u8], now: i64, verified: impl FnOnce(usize)) -> Result<Workload, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
@@ -228,17 +231,12 @@ impl Verifier {
         }
         // The signature before the claims are read; compared in constant time.
         let message = &token[..header64.len() + 1 + payload64.len()];
-        let verified = self
+        let key = self
             .keys
             .iter()
-            .zip(self.verified.iter())
-            .find(|(key, _)| hmac::verify(key, message.as_bytes(), &mac).is_ok());
-        let Some((_, verified)) = verified else {
-            return Err(AuthError::BadSignature);
-        };
-        // Counted once the signature holds, whatever the claims say: an expired token
-        // signed with an old key still shows the key in use.
-        verified.fetch_add(1, Relaxed);
+            .position(|key| hmac::verify(key, message.as_bytes(), &mac).is_ok())
+            .ok_or(AuthError::BadSignature)?;
+        verified(key);
         let json = URL_SAFE_NO_PAD.decode(payload64).map_err(|_| AuthError::Malformed)?;
         let ObjectClaims(claims) = serde_json::from_slice(&json).map_err(|_| AuthError::BadClaims)?;
         self.check_times(&claims, now)?;

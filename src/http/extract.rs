@@ -17,9 +17,8 @@ impl FromRequest for Workload {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .expect("AppState is registered by http::configure");
+        let state = AppState::of(req);
+        let worker = req.app_data::<web::Data<WorkerMetrics>>();
         let peer = req.peer_addr().map(|a| a.ip());
         let limiter = state.limiter.as_ref().zip(peer);
         let result = if limiter.is_some_and(|(limiter, peer)| limiter.is_blocked(peer)) {
@@ -31,12 +30,16 @@ impl FromRequest for Workload {
             if headers.next().is_some() {
                 Err(AuthError::Malformed)
             } else {
-                state.verifier.verify_header(header.map(|h| h.as_bytes()))
+                state.verifier.verify_header(header.map(|h| h.as_bytes()), |key| {
+                    if let Some(worker) = worker {
+                        worker.token_verified(key);
+                    }
+                })
             }
         };
         ready(result.map_err(|reason| {
             tracing::warn!(target: "envoi::audit", status = if reason == AuthError::RateLimited { 429u16 } else { 401 }, reason = reason.reason(), "token refused");
-            if let Some(worker) = req.app_data::<web::Data<WorkerMetrics>>() {
+            if let Some(worker) = worker {
                 worker.token_refused(reason);
             }
             if let (Some((limiter, peer)), false) = (limiter, reason == AuthError::RateLimited) {

@@ -7,7 +7,7 @@ pub mod limit;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use error::ApiError;
 
@@ -29,8 +29,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(verifier: Verifier, policy: Arc<PolicyHolder>) -> Self {
         Self {
+            registry: Arc::new(Registry::new(policy.clone(), verifier.key_count())),
             verifier,
-            registry: Arc::new(Registry::new(policy.clone())),
             policy,
             max_staleness: None,
             limiter: None,
@@ -46,6 +46,13 @@ impl AppState {
     pub fn with_failure_limit(mut self, limiter: Option<FailureLimiter>) -> Self {
         self.limiter = limiter;
         self
+    }
+
+    /// The state `configure` registered.
+    pub(crate) fn of(request: &HttpRequest) -> &Self {
+        request
+            .app_data::<web::Data<AppState>>()
+            .expect("AppState is registered by http::configure")
     }
 
     /// Whether the snapshot is too old to serve.
@@ -81,15 +88,16 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig, with_metrics: bool) {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body({
-            let mut body = state.registry.render();
-            crate::metrics::render_verifications(&mut body, state.verifier.verifications());
-            body
-        })
+        .body(state.registry.render())
 }
 
 /// `GET /`: the secrets of the workload the token names.
-async fn secrets(workload: Workload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+///
+/// The state is borrowed from the request rather than extracted as `web::Data`: that
+/// clones an `Arc` both workers share, and the two workers' count on it cost every
+/// request a cache miss on the state beside it (perf, bench/README.md).
+async fn secrets(workload: Workload, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let state = AppState::of(&request);
     let snapshot = state.policy.current();
     let Some(snapshot) = snapshot.as_ref().filter(|_| !state.too_stale()) else {
         // A stale snapshot is held but not served: the line says which of the two it is.
