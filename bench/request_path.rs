@@ -126,6 +126,34 @@ fn policy_answer(c: &mut Criterion) {
     }
 }
 
+/// A new workload each time, as a fleet's start asks: the answer and its JSON for
+/// workloads spread over the whole 100k fleet (a fixed permutation, `i = k·7919 mod n`),
+/// so that each finds its grant, items and JSON out of the caches, the policy being
+/// larger than the last-level cache. What `exact+project+globs` measures with one hot
+/// workload, here as `bench/cold.sh` meets it.
+fn policy_spread(c: &mut Criterion) {
+    let n = 100_000;
+    let policy = fixture(n).policy();
+    let workloads: Vec<Workload> = (0..n)
+        .map(|k| {
+            let (project, kind, id) = policy::workload(n, k * 7919 % n);
+            Workload::new(&project, kind, &id).expect("valid claims")
+        })
+        .collect();
+    let mut group = c.benchmark_group(format!("policy/answer+write/{n}"));
+    group.bench_function("a_new_workload_each_time", |b| {
+        let mut next = workloads.iter().cycle();
+        let mut buf = Vec::with_capacity(4096);
+        b.iter(|| {
+            let workload = next.next().expect("a cycle never ends");
+            buf.clear();
+            policy.answer(black_box(workload)).write_json(workload, &mut buf);
+            buf.len()
+        })
+    });
+    group.finish();
+}
+
 fn policy_serialise(c: &mut Criterion) {
     for n in SIZES {
         let mut group = c.benchmark_group(format!("policy/serialise/{n}"));
@@ -237,6 +265,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = token_verify, policy_answer, policy_serialise, handler, policy_load
+    targets = token_verify, policy_answer, policy_spread, policy_serialise, handler, policy_load
 }
 criterion_main!(benches);

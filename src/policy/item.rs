@@ -93,7 +93,17 @@ impl fmt::Debug for Target {
     }
 }
 
+/// The start of [`Target`]'s order, held by value: its kind and the first eight bytes of
+/// its name. Targets with different keys compare as their keys do.
+pub(crate) type OrderKey = (u8, u64);
+
 impl Target {
+    /// The kind and the first eight bytes of the name, as [`Ord`] compares them first.
+    pub(crate) fn order_key(&self) -> OrderKey {
+        let (kind, name) = self.parts();
+        (kind, prefix(name))
+    }
+
     /// The name the audit line records.
     pub fn name(&self) -> &str {
         self.parts().1

@@ -362,3 +362,48 @@ env = { _Z = { value = "10" }, a = { value = "11" }, Z = { value = "12" }, B = {
     ]);
     assert_eq!(body, want);
 }
+
+#[tokio::test]
+async fn names_sharing_their_first_eight_bytes_are_ordered_and_overridden_by_all_their_bytes() {
+    // The answer sorts by kind and the names' first eight bytes before the whole names:
+    // these all share `DATABASE` or `/etc/app`, and the exact grant overrides two of
+    // the project's.
+    let policy = r#"
+[[grants]]
+name = "project"
+project = "p"
+env = { DATABASE_URL = { value = "project-url" }, DATABASE_USER = { value = "project-user" }, DATABASE = { value = "project-db" } }
+[[grants.files]]
+path = "/etc/app/config.yaml"
+value = "project-yaml"
+[[grants.files]]
+path = "/etc/app/config.json"
+value = "project-json"
+
+[[grants]]
+name = "exact"
+project = "p"
+type = "t"
+id = "i"
+env = { DATABASE_URL_RO = { value = "exact-ro" }, DATABASE_URL = { value = "exact-url" }, DATABASEX = { value = "exact-x" } }
+[[grants.files]]
+path = "/etc/app/config.json"
+value = "exact-json"
+[[grants.files]]
+path = "/etc/app"
+value = "exact-dir"
+"#;
+    let app = serve_app(policy).await;
+    let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
+    let want = secrets_body(&[
+        env_item("DATABASE", "project-db"),
+        env_item("DATABASEX", "exact-x"),
+        env_item("DATABASE_URL", "exact-url"),
+        env_item("DATABASE_URL_RO", "exact-ro"),
+        env_item("DATABASE_USER", "project-user"),
+        file("/etc/app", "exact-dir"),
+        file("/etc/app/config.json", "exact-json"),
+        file("/etc/app/config.yaml", "project-yaml"),
+    ]);
+    assert_eq!(app.answer_for(wl("p", "t", "i")).await, want);
+}
