@@ -198,6 +198,15 @@ pub fn env_item(key: &str, value: &str) -> String {
     )
 }
 
+/// `{"type":"FILE","path":P,"data":D}` as the wire has it, for data sent as UTF-8 text.
+pub fn file_item(path: &str, data: &str) -> String {
+    format!(
+        r#"{{"type":"FILE","path":{},"data":{}}}"#,
+        Value::from(path),
+        Value::from(data)
+    )
+}
+
 /// `{"secrets":[items...]}`.
 pub fn secrets_body(items: &[String]) -> String {
     format!(r#"{{"secrets":[{}]}}"#, items.join(","))

@@ -269,7 +269,6 @@ env = { JOBS = { value = "1" } }
 #[tokio::test]
 async fn every_matching_grant_applies_and_the_most_specific_gives_each_item() {
     let app = serve_app(LAYERS).await;
-    let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
     let cases = [
         (
             "three grants",
@@ -279,8 +278,8 @@ async fn every_matching_grant_applies_and_the_most_specific_gives_each_item() {
                 env_item("LOG_LEVEL", "debug"),
                 env_item("REGION", "eu-west"),
                 env_item("STRIPE_KEY", "fake-stripe-key-5d2b"),
-                file("/etc/billing/stripe", "fake-stripe-key-5d2b"),
-                file("/etc/motd", "billing api"),
+                file_item("/etc/billing/stripe", "fake-stripe-key-5d2b"),
+                file_item("/etc/motd", "billing api"),
             ]),
         ),
         (
@@ -291,7 +290,7 @@ async fn every_matching_grant_applies_and_the_most_specific_gives_each_item() {
                 env_item("JOBS", "1"),
                 env_item("LOG_LEVEL", "warn"),
                 env_item("REGION", "eu-west"),
-                file("/etc/motd", "welcome"),
+                file_item("/etc/motd", "welcome"),
             ]),
         ),
         (
@@ -300,7 +299,7 @@ async fn every_matching_grant_applies_and_the_most_specific_gives_each_item() {
             secrets_body(&[
                 env_item("LOG_LEVEL", "info"),
                 env_item("REGION", "eu-west"),
-                file("/etc/motd", "welcome"),
+                file_item("/etc/motd", "welcome"),
             ]),
         ),
     ];
@@ -344,7 +343,6 @@ env = { _Z = { value = "10" }, a = { value = "11" }, Z = { value = "12" }, B = {
 "#;
     let app = serve_app(policy).await;
     let body = app.answer_for(wl("p", "t", "i")).await;
-    let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
     let want = secrets_body(&[
         env_item("A", "7"),
         env_item("B", "13"),
@@ -353,12 +351,12 @@ env = { _Z = { value = "10" }, a = { value = "11" }, Z = { value = "12" }, B = {
         env_item("_Z", "10"),
         env_item("a", "11"),
         env_item("b", "5"),
-        file("/B", "4"),
-        file("/a-b", "9"),
-        file("/a/a", "8"),
-        file("/a/b", "3"),
-        file("/z", "1"),
-        file("/é", "2"),
+        file_item("/B", "4"),
+        file_item("/a-b", "9"),
+        file_item("/a/a", "8"),
+        file_item("/a/b", "3"),
+        file_item("/z", "1"),
+        file_item("/é", "2"),
     ]);
     assert_eq!(body, want);
 }
@@ -394,16 +392,15 @@ path = "/etc/app"
 value = "exact-dir"
 "#;
     let app = serve_app(policy).await;
-    let file = |path: &str, data: &str| format!(r#"{{"type":"FILE","path":"{path}","data":"{data}"}}"#);
     let want = secrets_body(&[
         env_item("DATABASE", "project-db"),
         env_item("DATABASEX", "exact-x"),
         env_item("DATABASE_URL", "exact-url"),
         env_item("DATABASE_URL_RO", "exact-ro"),
         env_item("DATABASE_USER", "project-user"),
-        file("/etc/app", "exact-dir"),
-        file("/etc/app/config.json", "exact-json"),
-        file("/etc/app/config.yaml", "project-yaml"),
+        file_item("/etc/app", "exact-dir"),
+        file_item("/etc/app/config.json", "exact-json"),
+        file_item("/etc/app/config.yaml", "project-yaml"),
     ]);
     assert_eq!(app.answer_for(wl("p", "t", "i")).await, want);
 }
