@@ -49,6 +49,17 @@ fn each_signing_key_counts_the_tokens_it_verified_by_position() {
     );
     assert_eq!((count("0"), count("1")), (1.0, 3.0), "a refused signature moves no key");
 
+    // A signature that holds counts even when the token's times are then refused: an
+    // expired token still shows the old key in use.
+    let now = now();
+    let expired = sign(PREVIOUS, &claims("p", "t", "i", now - 600, now - 300));
+    assert_eq!(server.blocking_get("/", Some(&expired)).status, 401);
+    assert_eq!(
+        (count("0"), count("1")),
+        (1.0, 4.0),
+        "the expired token's key is counted"
+    );
+
     let metrics = server.blocking_get("/metrics", None).body_text();
     assert!(!metrics.contains(CURRENT) && !metrics.contains(PREVIOUS), "{metrics}");
 }
