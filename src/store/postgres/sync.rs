@@ -266,6 +266,12 @@ impl Replica {
     async fn refresh(&mut self, session: &mut Session) -> Result<(), StoreError> {
         loop {
             let current = self.probe(session).await?.generation;
+            if self.served.is_some_and(|served| current < served) {
+                // Generations only grow: this is another database (created again, restored
+                // from a backup), whose count may climb back to the served one with other
+                // contents. What is served is no longer known to be any of its generations.
+                self.served = None;
+            }
             if self.served == Some(current) {
                 self.holder.confirm();
                 return Ok(());
@@ -279,6 +285,18 @@ impl Replica {
                 continue;
             };
             return match loaded {
+                // SPEC §2: a policy that grants nothing never replaces a good snapshot.
+                // A database re-created empty, a wrong restore or the last grant removed
+                // would otherwise answer every workload with nothing at once.
+                Ok(caught) if caught.policy.grant_count() == 0 && self.holder.current().is_some() => {
+                    self.refused = Some(current);
+                    self.holder.record_failure();
+                    tracing::error!(
+                        generation = current,
+                        "the database's policy grants nothing (no grant): refused as an empty or truncated policy is; the last good policy keeps serving"
+                    );
+                    Ok(())
+                }
                 Ok(caught) => {
                     let generation = caught.generation;
                     let (grants, secrets) = (caught.policy.grant_count(), caught.policy.secret_count());

@@ -252,9 +252,27 @@ fn grants_add_list_serve_and_remove() {
     let other = server.blocking_secrets("p", "t", "other");
     assert_eq!((other.status, other.json()), (200, json!({"secrets": []})));
 
+    // Another grant stays: a policy left with none is never served (SPEC §2).
+    env.envoi(
+        &[
+            "grant",
+            "add",
+            "other",
+            "--project",
+            "p",
+            "--type",
+            "t",
+            "--id",
+            "other",
+            "--env",
+            "DB_PASSWORD=db_password",
+        ],
+        b"",
+    )
+    .success();
     env.envoi(&["grant", "rm", "billing-api"], b"").success();
     assert_eq!(
-        db.int("SELECT count(*) FROM envoi_grant_items"),
+        db.int("SELECT count(*) FROM envoi_grant_items WHERE grant_name = 'billing-api'"),
         0,
         "items go with their grant"
     );

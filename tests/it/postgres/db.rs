@@ -148,6 +148,27 @@ impl Db {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Drops this test's database (its sessions ended) and creates it again, empty: a
+    /// restore gone wrong, as a replica sees it.
+    pub fn recreate(&self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        block_on(move || async move {
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
+            for sql in [
+                format!("DROP DATABASE \"{name}\" WITH (FORCE)"),
+                format!("CREATE DATABASE \"{name}\""),
+            ] {
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            let _ = conn.close().await;
+        });
+    }
+
     /// Terminates every other session on this test's database (envoi's pool and
     /// listener); returns how many.
     pub fn terminate_sessions(&self) -> usize {

@@ -21,6 +21,12 @@ fn with_policy(test: &str, store_extra: &str) -> Option<(Db, Env)> {
     env.config("envoi.toml", &db.url, store_extra);
     env.envoi(&["db", "migrate"], b"").success();
     env.put("db_password", "value-1");
+    grant_app(&env);
+    Some((db, env))
+}
+
+/// Grants `db_password` to project `p` as `DB_PASSWORD` (the grant `app`).
+fn grant_app(env: &Env) {
     env.envoi(
         &[
             "grant",
@@ -34,7 +40,6 @@ fn with_policy(test: &str, store_extra: &str) -> Option<(Db, Env)> {
         b"",
     )
     .success();
-    Some((db, env))
 }
 
 /// Polls both servers every 50 ms until each serves `want`; how long it took.
@@ -88,8 +93,22 @@ fn two_replicas_see_a_change_within_a_second() {
         "a secret put reached both replicas after {took:?}"
     );
 
-    env.envoi(&["grant", "rm", "app"], b"").success();
-    let took = both_serve([&first, &second], &env_body(&[]), Duration::from_secs(5));
+    env.envoi(
+        &["grant", "add", "extra", "--project", "p", "--env", "EXTRA=db_password"],
+        b"",
+    )
+    .success();
+    both_serve(
+        [&first, &second],
+        &env_body(&[("DB_PASSWORD", "value-2"), ("EXTRA", "value-2")]),
+        Duration::from_secs(5),
+    );
+    env.envoi(&["grant", "rm", "extra"], b"").success();
+    let took = both_serve(
+        [&first, &second],
+        &env_body(&[("DB_PASSWORD", "value-2")]),
+        Duration::from_secs(5),
+    );
     assert!(
         took < Duration::from_secs(1),
         "a grant rm reached both replicas after {took:?}"
@@ -211,5 +230,56 @@ fn a_bad_change_behind_envoi_s_back_keeps_the_last_good_policy() {
         WORKLOAD,
         &env_body(&[("DB_PASSWORD", "value-1"), ("EXTRA", "other-value")]),
         Duration::from_secs(3),
+    );
+}
+
+/// SPEC §2: a policy that grants nothing never replaces a good snapshot. The last grant
+/// removed, or the database dropped and created again empty (a wrong restore): the
+/// replica keeps serving what it served, counts and logs the refusal, and takes the next
+/// policy that grants something.
+#[test]
+fn a_policy_that_grants_nothing_never_replaces_a_good_one() {
+    let Some((db, env)) = with_policy(
+        "a_policy_that_grants_nothing_never_replaces_a_good_one",
+        "refresh_seconds = 1",
+    ) else {
+        return;
+    };
+    let server = env.serve("envoi.toml");
+    let good = env_body(&[("DB_PASSWORD", "value-1")]);
+    server.blocking_wait_for(WORKLOAD, &good, Duration::from_secs(10));
+    let token = token(WORKLOAD.0, WORKLOAD.1, WORKLOAD.2);
+    let holds_for = |what: &str| {
+        let failures_before = server.blocking_metric("load_failures");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2500) {
+            let answer = server.blocking_get("/", Some(&token));
+            assert_eq!((answer.status, answer.json()), (200, good.clone()), "after {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let failures = server.blocking_metric("load_failures");
+        assert!(failures > failures_before, "{what}: the refusal is not counted");
+        let log = server.stderr();
+        assert!(
+            log.contains("grants nothing"),
+            "{what}: the refusal is not logged\n{log}"
+        );
+        assert!(!log.contains("value-1"), "a value in the log\n{log}");
+    };
+
+    env.envoi(&["grant", "rm", "app"], b"").success();
+    holds_for("the last grant removed");
+
+    // Dropped and created again, migrated, nothing imported.
+    db.recreate();
+    env.envoi(&["db", "migrate"], b"").success();
+    holds_for("the database created again empty");
+
+    env.put("db_password", "value-3");
+    grant_app(&env);
+    server.blocking_wait_for(
+        WORKLOAD,
+        &env_body(&[("DB_PASSWORD", "value-3")]),
+        Duration::from_secs(10),
     );
 }
