@@ -10,10 +10,12 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt as _};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{fn_service, AppConfig, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{Either, FutureExt as _};
 
 use crate::config::{ConfigError, ServerSettings};
+use crate::http::deadline::AnswerDeadline;
 use crate::http::{self, ApiError, AppState};
 use crate::metrics::{Route, WorkerMetrics};
 use crate::telemetry;
@@ -180,14 +182,62 @@ fn keep_alive(limits: &Limits) -> actix_web::http::KeepAlive {
     }
 }
 
-/// The HTTPS server: what `HttpServer::listen_rustls_0_23` builds, with envoi's own
-/// handshake stage in place of actix's acceptor, whose fixed slots silent clients could
-/// fill (`tls::handshake`).
-fn https_server<F, I, S, B>(
+/// What each worker's HTTP service is built with.
+#[derive(Clone)]
+struct HttpSettings {
+    address: SocketAddr,
+    shutdown: actix_server::GracefulShutdownSignal,
+    keep_alive: actix_web::http::KeepAlive,
+    request_timeout: Duration,
+    disconnect_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// One worker's HTTP/1 service for `app` over connections of type `T`, `secure` over TLS.
+    fn service<T, I, S, B>(
+        &self,
+        app: I,
+        secure: bool,
+    ) -> impl ServiceFactory<(T, Protocol, Option<SocketAddr>), Config = (), Response = (), Error = (), InitError = ()>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: std::fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        <S::Service as Service<Request>>::Future: 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        let app = app.into_factory().map_err(|e| e.into().error_response());
+        // What actix-web gives an app behind its own listener; its constructor is
+        // crate-private, and this is the one actix-web keeps for servers built outside it.
+        let app_config = AppConfig::__priv_test_new(secure, self.address.to_string(), self.address);
+        let shutdown = self.shutdown.clone();
+        HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let shutdown = shutdown.clone();
+                async move { shutdown.notified().await }
+            })
+            .keep_alive(self.keep_alive)
+            .client_request_timeout(self.request_timeout)
+            .client_disconnect_timeout(self.disconnect_timeout)
+            .local_addr(self.address)
+            .finish(map_config(app, move |()| app_config.clone()))
+            .map_err(|_| ())
+    }
+}
+
+/// The main listener's server, plain or TLS: what `HttpServer` builds, with two changes.
+/// Over TLS, envoi's own handshake stage takes the place of actix's acceptor, whose fixed
+/// slots silent clients could fill (`tls::handshake`). And every connection, under its
+/// TLS if any, is an [`AnswerDeadline`]: actix-http times only a connection's first
+/// request head, and a client could hold a connection forever after it.
+fn main_server<F, I, S, B>(
     app: F,
     listener: TcpListener,
-    certs: &Arc<CertStore>,
-    metrics: &Arc<crate::metrics::Registry>,
+    tls: Option<(&Arc<CertStore>, &Arc<crate::metrics::Registry>)>,
     options: &ServerOptions,
     limits: &Limits,
 ) -> std::io::Result<Server>
@@ -210,46 +260,47 @@ where
     if options.workers > 0 {
         builder = builder.workers(options.workers);
     }
-    let shutdown = builder.graceful_shutdown_signal();
-    let config = Arc::new(certs.server_config());
-    let handshake_limits = HandshakeLimits {
-        timeout: limits.tls_handshake_timeout,
-        per_worker: limits.max_tls_handshakes,
-        per_address: limits.max_tls_handshakes_per_address,
+    let (request_timeout, idle) = (limits.request_timeout, limits.keep_alive);
+    let http = HttpSettings {
+        address,
+        shutdown: builder.graceful_shutdown_signal(),
+        keep_alive: keep_alive(limits),
+        request_timeout,
+        disconnect_timeout: limits.disconnect_timeout,
     };
-    let shared = Arc::new(handshake::Shared::default());
-    let metrics = metrics.clone();
-    let (keep_alive, request_timeout, disconnect_timeout) =
-        (keep_alive(limits), limits.request_timeout, limits.disconnect_timeout);
-    let server = builder
-        .listen("envoi-https", listener, move || {
-            let shutdown = shutdown.clone();
-            let app = app().into_factory().map_err(|e| e.into().error_response());
-            // What actix-web gives an app behind its own TLS listener; its constructor is
-            // crate-private, and this is the one actix-web keeps for servers built outside it.
-            let app_config = AppConfig::__priv_test_new(true, address.to_string(), address);
-            let http = HttpService::build()
-                .graceful_shutdown_signal(move || {
-                    let shutdown = shutdown.clone();
-                    async move { shutdown.notified().await }
+    let server = match tls {
+        Some((certs, metrics)) => {
+            let config = Arc::new(certs.server_config());
+            let handshake_limits = HandshakeLimits {
+                timeout: limits.tls_handshake_timeout,
+                per_worker: limits.max_tls_handshakes,
+                per_address: limits.max_tls_handshakes_per_address,
+            };
+            let shared = Arc::new(handshake::Shared::default());
+            let metrics = metrics.clone();
+            builder.listen("envoi-https", listener, move || {
+                let stage = Handshakes::new(config.clone(), handshake_limits, shared.clone(), metrics.clone());
+                fn_service(move |tcp: TcpStream| {
+                    let peer = tcp.peer_addr().ok();
+                    let io = AnswerDeadline::new(tcp, request_timeout, idle);
+                    stage.clone().handshake(io, peer).map(|done| {
+                        done.map(|(tls, peer)| (tls, Protocol::Http1, peer))
+                            .map_err(|e| tracing::debug!("{e}"))
+                    })
                 })
-                .keep_alive(keep_alive)
-                .client_request_timeout(request_timeout)
-                .client_disconnect_timeout(disconnect_timeout)
-                .local_addr(address)
-                .finish(map_config(app, move |()| app_config.clone()))
-                .map_err(|_| ());
-            let stage = Handshakes::new(config.clone(), handshake_limits, shared.clone(), metrics.clone());
-            fn_service(move |tcp| {
-                stage.clone().handshake(tcp).map(|done| {
-                    done.map(|(tls, peer)| (tls, Protocol::Http1, peer))
-                        .map_err(|e| tracing::debug!("{e}"))
-                })
+                .and_then(http.service(app(), true))
+            })?
+        }
+        None => builder.listen("envoi-http", listener, move || {
+            fn_service(move |tcp: TcpStream| {
+                let peer = tcp.peer_addr().ok();
+                let io = AnswerDeadline::new(tcp, request_timeout, idle);
+                std::future::ready(Ok::<_, ()>((io, Protocol::Http1, peer)))
             })
-            .and_then(http)
-        })?
-        .run();
-    Ok(server)
+            .and_then(http.service(app(), false))
+        })?,
+    };
+    Ok(server.run())
 }
 
 impl Application {
@@ -279,6 +330,9 @@ impl Application {
                     let started = Instant::now();
                     let observe = observe.clone();
                     let route = Route::of_path(req.path());
+                    // Whatever the route, a body is never read: the answer closes the
+                    // connection, so that the rest of the body cannot hold it open.
+                    let sends_body = has_body(&req);
                     let answer = if let Some(refusal) = refuse(&req, max_header_bytes) {
                         if matches!(refusal, ApiError::BodyNotAllowed) {
                             state
@@ -298,6 +352,12 @@ impl Application {
                             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                             headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
                             observe.observe(route, response.status().as_u16(), started.elapsed());
+                            if sends_body {
+                                response
+                                    .response_mut()
+                                    .head_mut()
+                                    .set_connection_type(actix_http::ConnectionType::Close);
+                            }
                         }
                         result
                     })
@@ -305,22 +365,8 @@ impl Application {
                 // Outermost: the refusals above and the audit line happen inside its span.
                 .wrap(tracing_actix_web::TracingLogger::<telemetry::RequestSpan>::new())
         };
-        let server = match &edges.tls {
-            Some(certs) => https_server(app, listener, certs, &state.registry, options, limits)?,
-            None => {
-                let mut server = HttpServer::new(app)
-                    .shutdown_timeout(options.shutdown_timeout.as_secs())
-                    .keep_alive(keep_alive(limits))
-                    .client_request_timeout(limits.request_timeout)
-                    .client_disconnect_timeout(limits.disconnect_timeout)
-                    .max_connections(limits.max_connections)
-                    .backlog(limits.backlog);
-                if options.workers > 0 {
-                    server = server.workers(options.workers);
-                }
-                server.listen(listener)?.run()
-            }
-        };
+        let tls = edges.tls.as_ref().map(|certs| (certs, &state.registry));
+        let server = main_server(app, listener, tls, options, limits)?;
 
         let admin = match &edges.admin_listen {
             Some(listen) => {

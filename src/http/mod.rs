@@ -1,5 +1,6 @@
 //! The route table and the handlers.
 
+pub mod deadline;
 mod error;
 mod extract;
 pub mod limit;

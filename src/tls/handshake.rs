@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::rt::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -155,15 +155,15 @@ impl Handshakes {
         }
     }
 
-    /// The handshake of one accepted connection, and the client's address.
-    pub async fn handshake(
+    /// The handshake of one accepted connection from `peer`.
+    pub async fn handshake<IO: AsyncRead + AsyncWrite + Unpin>(
         self: Rc<Self>,
-        tcp: TcpStream,
-    ) -> Result<(TlsStream<TcpStream>, Option<SocketAddr>), HandshakeError> {
-        let peer = tcp.peer_addr().ok();
+        io: IO,
+        peer: Option<SocketAddr>,
+    ) -> Result<(TlsStream<IO>, Option<SocketAddr>), HandshakeError> {
         // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d: one address each.
         let ticket = self.admit(peer.map(|p| p.ip().to_canonical()));
-        let accept = tokio::time::timeout(self.limits.timeout, self.acceptor.accept(tcp));
+        let accept = tokio::time::timeout(self.limits.timeout, self.acceptor.accept(io));
         let outcome = tokio::select! {
             biased;
             () = ticket.evict.notified() => {

@@ -13,6 +13,7 @@ mod cases;
 mod clock;
 mod edges;
 mod fixture;
+mod stalls;
 
 use std::collections::HashSet;
 
