@@ -126,6 +126,9 @@ fn follow(store: &TomlStore, holder: &PolicyHolder, watched: &mut Watched, recei
                 holder.confirm_unchanged();
                 let current = holder.current();
                 let current = &current.as_ref().expect("a policy serves").policy;
+                // A failed load before this one left only what it read watched, which may
+                // stop short of the serving policy's `file` values.
+                watched.sync(current.inputs());
                 tracing::info!(
                     trigger = ?why,
                     grants = current.grant_count(),

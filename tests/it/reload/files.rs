@@ -131,3 +131,43 @@ async fn a_missing_value_file_created_after_a_failed_load_is_picked_up() {
     ws.write("arrives-later.txt", "arrived");
     wait_for_p(&server, &serde_json::from_str(&simple_answer("arrived")).unwrap(), at).await;
 }
+
+/// A policy file broken, then put back byte for byte: the reload finds nothing changed,
+/// and the files the serving policy reads are still watched (the failed load, which
+/// never got as far as its `file` values, had left only its own inputs watched).
+#[tokio::test]
+async fn value_files_stay_watched_after_a_failed_load_is_undone() {
+    let ws = Workspace::new();
+    let mounts = Workspace::new();
+    let mounted = mounts.write("secret", "mounted-1");
+    let text = format!(
+        "[[grants]]\nproject = \"p\"\nenv = {{ KEY = {{ file = {} }} }}\n",
+        toml_string(&mounted.display().to_string())
+    );
+    let policy = ws.write("policy.toml", &text);
+    let server = serve(&ws, "policy.toml");
+    let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
+    assert_eq!(answer_p(&server).await, want("mounted-1"));
+
+    std::fs::write(&policy, format!("{text}oops = [\n")).unwrap();
+    let says = |needle: &'static str| move |line: &Value| line.to_string().contains(needle);
+    server
+        .wait_for_log(
+            Duration::from_secs(10),
+            "of the failed load",
+            says("the last good policy keeps serving"),
+        )
+        .await;
+    std::fs::write(&policy, &text).unwrap();
+    server
+        .wait_for_log(
+            Duration::from_secs(10),
+            "of the unchanged reload",
+            says("none: every file holds"),
+        )
+        .await;
+
+    let at = Instant::now();
+    std::fs::write(&mounted, "mounted-2").unwrap();
+    wait_for_p(&server, &want("mounted-2"), at).await;
+}
