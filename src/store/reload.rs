@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
@@ -206,6 +207,10 @@ struct Relevant {
     names: HashSet<OsString>,
     /// The folder is the policy folder: every `*.toml` counts.
     toml_files: bool,
+    /// The folder's device and inode when it was watched: a folder renamed away and
+    /// another put at its path, or a symlinked release folder flipped, is a new one to
+    /// watch, though its path is the same.
+    identity: Option<(u64, u64)>,
 }
 
 impl Relevant {
@@ -267,11 +272,17 @@ impl Watched {
             let Ok(folder) = std::fs::canonicalize(&folder) else {
                 return;
             };
+            let identity = std::fs::metadata(&folder).ok().map(|m| (m.dev(), m.ino()));
             let entry = wanted.entry(folder).or_default();
+            entry.identity = identity;
             entry.toml_files |= whole_folder;
             entry.names.extend(name);
         };
         want(&self.policy_path, self.policy_path.is_dir());
+        if self.policy_path.is_dir() {
+            // The folder's own entry in its parent: renamed over, or a symlink flipped.
+            want(&self.policy_path, false);
+        }
         for input in inputs {
             want(input, false);
         }
@@ -290,7 +301,12 @@ impl Watched {
         }
         relevant.retain(|folder, _| wanted.contains_key(folder));
         for (folder, rule) in wanted {
-            if !relevant.contains_key(&folder) {
+            let watching = relevant.get(&folder).map(|held| held.identity);
+            if watching != Some(rule.identity) {
+                if watching.is_some() {
+                    // The inode watched is gone from this path (or elsewhere now).
+                    let _ = watcher.unwatch(&folder);
+                }
                 if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
                     tracing::warn!(folder = %folder.display(), "cannot watch for changes: {e}");
                     continue;

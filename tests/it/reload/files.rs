@@ -171,3 +171,47 @@ async fn value_files_stay_watched_after_a_failed_load_is_undone() {
     std::fs::write(&mounted, "mounted-2").unwrap();
     wait_for_p(&server, &want("mounted-2"), at).await;
 }
+
+// ---- a policy folder replaced whole ----
+
+/// Another folder renamed in at the policy folder's path: it is read, and watched from
+/// then on (envoi kept watching the folder renamed away, and missed every later edit).
+#[tokio::test]
+async fn a_policy_folder_renamed_in_place_of_another_is_read_and_watched() {
+    let ws = Workspace::new();
+    ws.write("pol/a.toml", simple_policy("one"));
+    let server = serve(&ws, "pol");
+    let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
+    assert_eq!(answer_p(&server).await, want("one"));
+
+    ws.write("pol.new/a.toml", simple_policy("two"));
+    let at = Instant::now();
+    std::fs::rename(ws.join("pol"), ws.join("pol.old")).unwrap();
+    std::fs::rename(ws.join("pol.new"), ws.join("pol")).unwrap();
+    wait_for_p(&server, &want("two"), at).await;
+
+    let at = Instant::now();
+    write_by_rename(&ws.join("pol/a.toml"), ".a.tmp", &simple_policy("three"));
+    wait_for_p(&server, &want("three"), at).await;
+}
+
+/// A release-folder deploy: `current` is a symlink flipped to a new release by rename.
+#[tokio::test]
+async fn a_symlinked_policy_folder_flipped_to_a_new_release_is_read_and_watched() {
+    let ws = Workspace::new();
+    ws.write("rel/v1/a.toml", simple_policy("one"));
+    ws.write("rel/v2/a.toml", simple_policy("two"));
+    std::os::unix::fs::symlink("rel/v1", ws.join("current")).unwrap();
+    let server = serve(&ws, "current");
+    let want = |v: &str| -> Value { serde_json::from_str(&simple_answer(v)).unwrap() };
+    assert_eq!(answer_p(&server).await, want("one"));
+
+    let at = Instant::now();
+    std::os::unix::fs::symlink("rel/v2", ws.join("current.new")).unwrap();
+    std::fs::rename(ws.join("current.new"), ws.join("current")).unwrap();
+    wait_for_p(&server, &want("two"), at).await;
+
+    let at = Instant::now();
+    write_by_rename(&ws.join("rel/v2/a.toml"), ".a.tmp", &simple_policy("three"));
+    wait_for_p(&server, &want("three"), at).await;
+}
