@@ -272,9 +272,11 @@ impl Watched {
             let Ok(folder) = std::fs::canonicalize(&folder) else {
                 return;
             };
-            let identity = std::fs::metadata(&folder).ok().map(|m| (m.dev(), m.ino()));
-            let entry = wanted.entry(folder).or_default();
-            entry.identity = identity;
+            // Once per folder: a policy's files mostly share one or two.
+            let entry = wanted.entry(folder).or_insert_with_key(|folder| Relevant {
+                identity: std::fs::metadata(folder).ok().map(|m| (m.dev(), m.ino())),
+                ..Relevant::default()
+            });
             entry.toml_files |= whole_folder;
             entry.names.extend(name);
         };
